@@ -1,0 +1,327 @@
+//! The DCAP backend: Intel's quoting library `libsgx_dcap_ql.so.1`, loaded at run time.
+//!
+//! It needs the library (and what it links: `libsgx_qe3_logic`, `libsgx_pce_logic`,
+//! urts, `libsgx_enclave_common`), the QE3/PCE enclaves, a QPL for the PCK certificates,
+//! and the devices `/dev/sgx_enclave` and `/dev/sgx_provision` (or the legacy
+//! `/dev/sgx/enclave`, `/dev/sgx/provision`). [`DcapBackend::load`] checks all of them up
+//! front and fails with one message naming everything that is missing.
+//!
+//! `libsgx_dcap_ql` quotes out-of-proc through AESM when `SGX_AESM_ADDR` is set in *its*
+//! process, which for this service would mean quoting through its own socket: loading is
+//! refused while that variable is set.
+//!
+//! `libsgx_dcap_ql` does not expose the attestation public key, so the public key ID is
+//! taken from the first quote produced (the pre-warm quote when possible); clients of the
+//! out-of-proc protocol only use its size.
+
+// FFI into Intel's C library is the purpose of this module.
+#![allow(unsafe_code)]
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use aesm::AesmError;
+use aws_lc_rs::digest::{SHA256, digest};
+use libloading::Library;
+
+use super::QuoteBackend;
+
+/// The library's soname.
+pub const DCAP_QL_LIBRARY: &str = "libsgx_dcap_ql.so.1";
+
+/// Device pairs accepted (in-kernel driver names first, then the legacy out-of-tree ones).
+pub const DEVICE_PAIRS: [(&str, &str); 2] = [
+    ("/dev/sgx_enclave", "/dev/sgx_provision"),
+    ("/dev/sgx/enclave", "/dev/sgx/provision"),
+];
+
+type GetTargetInfo = unsafe extern "C" fn(*mut u8) -> u32;
+type GetQuoteSize = unsafe extern "C" fn(*mut u32) -> u32;
+type GetQuote = unsafe extern "C" fn(*const u8, u32, *mut u8) -> u32;
+
+/// Why the DCAP backend cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DcapError {
+    /// Libraries or devices are missing.
+    #[error("dcap backend unavailable, missing: {}", missing.join(", "))]
+    Missing {
+        /// Everything that is missing, one entry each.
+        missing: Vec<String>,
+    },
+    /// `SGX_AESM_ADDR` is set in this process.
+    #[error(
+        "SGX_AESM_ADDR is set in the quote helper's environment: libsgx_dcap_ql would send \
+         quotes back to this service; unset it for the quote helper container"
+    )]
+    AesmAddrSet,
+    /// Pre-warming (init quote) failed.
+    #[error("pre-warm failed: {call} returned quote3 error {code:#06x}")]
+    Prewarm {
+        /// The library function.
+        call: &'static str,
+        /// Its `quote3_error_t`.
+        code: u32,
+    },
+}
+
+struct Symbols {
+    get_target_info: GetTargetInfo,
+    get_quote_size: GetQuoteSize,
+    get_quote: GetQuote,
+    // Keeps the code behind the function pointers mapped.
+    _lib: Library,
+}
+
+/// Quotes through `libsgx_dcap_ql.so.1`.
+pub struct DcapBackend {
+    syms: Mutex<Symbols>,
+    pub_key_id: OnceLock<[u8; 32]>,
+}
+
+/// Checks devices under `dev_root` ("/" on a real node) and returns what is missing.
+#[must_use]
+pub fn missing_devices(dev_root: &Path) -> Vec<String> {
+    let rel = |p: &str| dev_root.join(p.trim_start_matches('/'));
+    if DEVICE_PAIRS
+        .iter()
+        .any(|(e, p)| rel(e).exists() && rel(p).exists())
+    {
+        return Vec::new();
+    }
+    let (e, p) = DEVICE_PAIRS[0];
+    let mut missing = Vec::new();
+    if !rel(e).exists() {
+        missing.push(format!("{e} (SGX enclave device; mount it into the pod)"));
+    }
+    if !rel(p).exists() {
+        missing.push(format!(
+            "{p} (SGX provisioning device, needed by QE3/PCE; mount it and run in the sgx_prv group)"
+        ));
+    }
+    missing
+}
+
+/// Maps `quote3_error_t` to `aesm_error_t` the way aesmd's ECDSA bundle does for the
+/// codes clients act on; everything else is `AESM_UNEXPECTED_ERROR`.
+#[must_use]
+pub fn map_quote3_error(code: u32) -> AesmError {
+    match code {
+        0 => AesmError::Success,
+        0xe002 => AesmError::Parameter,
+        0xe003 => AesmError::OutOfMemory,
+        0xe004 => AesmError::EcdsaIdMismatch,
+        0xe005 => AesmError::PathnameBufferOverflow,
+        0xe006 => AesmError::FileAccess,
+        0xe007 => AesmError::StoredKey,
+        0xe008 => AesmError::PubKeyIdMismatch,
+        0xe009 => AesmError::InvalidPceSigScheme,
+        0xe00a => AesmError::AttKeyBlob,
+        0xe00b => AesmError::UnsupportedAttKeyId,
+        0xe00c => AesmError::UnsupportedLoadingPolicy,
+        0xe00d => AesmError::InterfaceUnavailable,
+        0xe00e => AesmError::PlatformLibUnavailable,
+        0xe00f => AesmError::AttKeyNotInitialized,
+        0xe010 => AesmError::AttKeyCertDataInvalid,
+        0xe011 => AesmError::NoPlatformCertData,
+        0xe012 => AesmError::OutOfEpc,
+        0xe013 => AesmError::Report,
+        0xe014 => AesmError::EnclaveLost,
+        0xe015 => AesmError::InvalidReport,
+        0xe016 => AesmError::EnclaveLoad,
+        0xe017 => AesmError::UnableToGenerateQeReport,
+        0xe018 => AesmError::KeyCertification,
+        _ => AesmError::Unexpected,
+    }
+}
+
+impl DcapBackend {
+    /// Checks the devices under `dev_root` and loads `library` (normally
+    /// [`DCAP_QL_LIBRARY`]); then pre-warms (target info, quote size) so the first client
+    /// does not pay for enclave loading and PCK retrieval inside its 15 s timeout.
+    ///
+    /// # Errors
+    /// [`DcapError::Missing`] naming every missing library, symbol and device;
+    /// [`DcapError::AesmAddrSet`]; [`DcapError::Prewarm`].
+    pub fn load(library: &str, dev_root: &Path) -> Result<Self, DcapError> {
+        if std::env::var_os("SGX_AESM_ADDR").is_some() {
+            return Err(DcapError::AesmAddrSet);
+        }
+        let mut missing = Vec::new();
+        // SAFETY: loading Intel's quoting library runs its constructors; that is the
+        // documented way to use it, and nothing else in this process relies on it.
+        let lib = match unsafe { Library::new(library) } {
+            Ok(lib) => Some(lib),
+            Err(e) => {
+                missing.push(format!(
+                    "{library} (Intel DCAP quote library, package libsgx-dcap-ql: {e})"
+                ));
+                None
+            }
+        };
+        missing.extend(missing_devices(dev_root));
+        let Some(lib) = lib else {
+            return Err(DcapError::Missing { missing });
+        };
+        // SAFETY: the signatures match sgx_dcap_ql_wrapper.h (quote3_error_t is a u32
+        // enum; the buffers are sgx_target_info_t, uint32_t, sgx_report_t and uint8_t*).
+        let syms = unsafe {
+            let t = lib.get::<GetTargetInfo>(b"sgx_qe_get_target_info\0");
+            let s = lib.get::<GetQuoteSize>(b"sgx_qe_get_quote_size\0");
+            let q = lib.get::<GetQuote>(b"sgx_qe_get_quote\0");
+            match (t, s, q) {
+                (Ok(t), Ok(s), Ok(q)) => Some((*t, *s, *q)),
+                _ => None,
+            }
+        };
+        let Some((get_target_info, get_quote_size, get_quote)) = syms else {
+            missing.push(format!(
+                "sgx_qe_get_target_info/sgx_qe_get_quote_size/sgx_qe_get_quote in {library}"
+            ));
+            return Err(DcapError::Missing { missing });
+        };
+        if !missing.is_empty() {
+            return Err(DcapError::Missing { missing });
+        }
+        let backend = Self {
+            syms: Mutex::new(Symbols {
+                get_target_info,
+                get_quote_size,
+                get_quote,
+                _lib: lib,
+            }),
+            pub_key_id: OnceLock::new(),
+        };
+        backend
+            .raw_target_info()
+            .map_err(|code| DcapError::Prewarm {
+                call: "sgx_qe_get_target_info",
+                code,
+            })?;
+        backend
+            .raw_quote_size()
+            .map_err(|code| DcapError::Prewarm {
+                call: "sgx_qe_get_quote_size",
+                code,
+            })?;
+        Ok(backend)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Symbols) -> T) -> T {
+        let guard = match self.syms.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&guard)
+    }
+
+    fn raw_target_info(&self) -> Result<[u8; 512], u32> {
+        let mut ti = [0u8; 512];
+        // SAFETY: `ti` is a writable sgx_target_info_t (512 bytes).
+        let rc = self.with(|s| unsafe { (s.get_target_info)(ti.as_mut_ptr()) });
+        if rc == 0 { Ok(ti) } else { Err(rc) }
+    }
+
+    fn raw_quote_size(&self) -> Result<u32, u32> {
+        let mut size = 0u32;
+        // SAFETY: `size` is a writable uint32_t.
+        let rc = self.with(|s| unsafe { (s.get_quote_size)(&mut size) });
+        if rc == 0 { Ok(size) } else { Err(rc) }
+    }
+}
+
+fn log_code(call: &'static str, code: u32) -> AesmError {
+    tracing::warn!(
+        call,
+        code = format_args!("{code:#06x}"),
+        "libsgx_dcap_ql call failed"
+    );
+    map_quote3_error(code)
+}
+
+impl QuoteBackend for DcapBackend {
+    fn name(&self) -> &'static str {
+        "dcap"
+    }
+
+    fn is_blocking(&self) -> bool {
+        true
+    }
+
+    fn target_info(&self) -> Result<[u8; 512], AesmError> {
+        self.raw_target_info()
+            .map_err(|c| log_code("sgx_qe_get_target_info", c))
+    }
+
+    fn pub_key_id(&self) -> Result<[u8; 32], AesmError> {
+        Ok(self.pub_key_id.get().copied().unwrap_or([0; 32]))
+    }
+
+    fn quote_size(&self) -> Result<u32, AesmError> {
+        self.raw_quote_size()
+            .map_err(|c| log_code("sgx_qe_get_quote_size", c))
+    }
+
+    fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, AesmError> {
+        let size = self.quote_size()?;
+        let mut buf = vec![0u8; usize::try_from(size).map_err(|_| AesmError::Unexpected)?];
+        // SAFETY: `report` is an sgx_report_t (432 bytes); `buf` has `size` writable bytes.
+        let rc = self.with(|s| unsafe { (s.get_quote)(report.as_ptr(), size, buf.as_mut_ptr()) });
+        if rc != 0 {
+            return Err(log_code("sgx_qe_get_quote", rc));
+        }
+        if let Ok((q, _)) = sgx_quote::Quote::parse_tolerant(&buf) {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(digest(&SHA256, &q.signature.attestation_key).as_ref());
+            let _ = self.pub_key_id.set(id);
+        }
+        Ok(buf)
+    }
+
+    fn qe_report(
+        &self,
+        _target_info: &[u8; 512],
+        _report_data: [u8; 64],
+    ) -> Result<[u8; 432], AesmError> {
+        // libsgx_dcap_ql has no qe_report_info parameter (libsgx_qe3_logic does).
+        Err(AesmError::UnableToGenerateQeReport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_library_and_devices_are_all_named() {
+        let root = tempfile::tempdir().unwrap();
+        let err = DcapBackend::load("libconfcom_does_not_exist.so.1", root.path())
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("libconfcom_does_not_exist.so.1"), "{msg}");
+        assert!(msg.contains("/dev/sgx_enclave"), "{msg}");
+        assert!(msg.contains("/dev/sgx_provision"), "{msg}");
+    }
+
+    #[test]
+    fn devices_are_found_under_either_name() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("dev/sgx")).unwrap();
+        std::fs::write(root.path().join("dev/sgx_enclave"), b"").unwrap();
+        let m = missing_devices(root.path());
+        assert_eq!(m.len(), 1);
+        assert!(m[0].starts_with("/dev/sgx_provision"));
+        std::fs::write(root.path().join("dev/sgx/enclave"), b"").unwrap();
+        std::fs::write(root.path().join("dev/sgx/provision"), b"").unwrap();
+        assert!(missing_devices(root.path()).is_empty());
+    }
+
+    #[test]
+    fn quote3_errors_map_to_aesm_codes() {
+        assert_eq!(map_quote3_error(0), AesmError::Success);
+        assert_eq!(map_quote3_error(0xe011), AesmError::NoPlatformCertData);
+        assert_eq!(map_quote3_error(0xe00f), AesmError::AttKeyNotInitialized);
+        assert_eq!(map_quote3_error(0x1234), AesmError::Unexpected);
+    }
+}

@@ -1,0 +1,51 @@
+//! Quoting backends: where target info and quotes come from.
+
+use aesm::AesmError;
+
+pub mod dcap;
+pub mod sim;
+
+/// A quoting enclave, as the service needs it. Errors are AESM codes, ready for the wire;
+/// implementations log the details.
+pub trait QuoteBackend: Send + Sync + 'static {
+    /// Short name for logs (`dcap`, `sim`).
+    fn name(&self) -> &'static str;
+
+    /// Whether calls block for long (enclave transitions, network): the server then runs
+    /// them on the blocking pool instead of an async worker.
+    fn is_blocking(&self) -> bool;
+
+    /// The QE's TARGETINFO (512 bytes).
+    ///
+    /// # Errors
+    /// The AESM code to return.
+    fn target_info(&self) -> Result<[u8; 512], AesmError>;
+
+    /// The public key ID (SHA-256 of the attestation public key).
+    ///
+    /// # Errors
+    /// The AESM code to return.
+    fn pub_key_id(&self) -> Result<[u8; 32], AesmError>;
+
+    /// The size of a quote.
+    ///
+    /// # Errors
+    /// The AESM code to return.
+    fn quote_size(&self) -> Result<u32, AesmError>;
+
+    /// A quote for the app REPORT (432 bytes).
+    ///
+    /// # Errors
+    /// The AESM code to return (e.g. [`AesmError::InvalidReport`]).
+    fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, AesmError>;
+
+    /// A QE REPORT targeted at `target_info` with `report_data` (for `qe_report_info`).
+    ///
+    /// # Errors
+    /// The AESM code to return.
+    fn qe_report(
+        &self,
+        target_info: &[u8; 512],
+        report_data: [u8; 64],
+    ) -> Result<[u8; 432], AesmError>;
+}

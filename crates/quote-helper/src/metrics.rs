@@ -1,0 +1,66 @@
+//! Prometheus metrics of the quote helper.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `confcom_quote_helper_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Request type (`get_quote_ex`, ..., or `invalid` for frames that did not decode).
+    pub r#type: &'static str,
+    /// Result (`success`, an AESM error label, or a transport failure such as `timeout`).
+    pub result: &'static str,
+}
+
+/// The service's metrics (cheap to clone; clones share the values).
+#[derive(Clone)]
+pub struct Metrics {
+    /// Requests by type and result.
+    pub requests: Family<RequestLabels, Counter>,
+    /// GetQuoteEx latency (seconds, request decoded to response written).
+    pub quote_latency: Histogram,
+    /// Connections being served.
+    pub in_flight: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    #[must_use]
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            quote_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            in_flight: Gauge::default(),
+        };
+        registry.register(
+            "confcom_quote_helper_requests",
+            "AESM requests by type and result",
+            m.requests.clone(),
+        );
+        registry.register(
+            "confcom_quote_helper_quote_latency_seconds",
+            "GetQuoteEx latency",
+            m.quote_latency.clone(),
+        );
+        registry.register(
+            "confcom_quote_helper_connections_in_flight",
+            "connections being served",
+            m.in_flight.clone(),
+        );
+        m
+    }
+
+    /// Counts one request.
+    pub fn count(&self, kind: &'static str, result: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                r#type: kind,
+                result,
+            })
+            .inc();
+    }
+}

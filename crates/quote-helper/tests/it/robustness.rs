@@ -1,0 +1,257 @@
+//! Hostile and broken clients: the server closes their connections and keeps serving
+//! everyone else.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aesm::{Request, Response};
+
+use super::{app_report, client, start};
+
+/// Sends raw bytes and returns what the server answered before closing.
+fn raw(socket: &Path, bytes: &[u8], half_close: bool) -> Vec<u8> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut out = Vec::new();
+    // A reset counts as closed too.
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+fn quote_ok(socket: &Path) {
+    let c = client(socket);
+    let size = c.get_quote_size_ex().unwrap();
+    let (quote, _) = c
+        .get_quote_ex(&app_report([1; 32], [2; 64]), size, None)
+        .unwrap();
+    assert_eq!(quote.len(), usize::try_from(size).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_truncated_huge_and_unknown_frames_are_closed_and_service_continues() {
+    let srv = start(8, Duration::from_millis(500)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        // HTTP garbage: its "length" is ~540 MB, over the bound.
+        assert!(raw(&socket, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).is_empty());
+        // 4 GiB length prefix.
+        assert!(raw(&socket, &[0xff, 0xff, 0xff, 0xff], false).is_empty());
+        // Both were refused at once, not after the io timeout.
+        assert!(started.elapsed() < Duration::from_millis(450));
+        // Truncated frame (announces 100 bytes, sends 10, then EOF).
+        let mut t = 100u32.to_le_bytes().to_vec();
+        t.extend_from_slice(&[0x8a; 10]);
+        assert!(raw(&socket, &t, true).is_empty());
+        // Valid framing, invalid protobuf.
+        assert!(raw(&socket, &[3, 0, 0, 0, 0xff, 0xff, 0xff], false).is_empty());
+        // Valid frame, empty Request (no request set).
+        assert!(raw(&socket, &[0, 0, 0, 0], false).is_empty());
+        // Valid frame with only an unknown field (30: varint 1).
+        assert!(raw(&socket, &[2, 0, 0, 0, 0xf0, 0x01], true).is_empty());
+        quote_ok(&socket);
+        // EPID requests get AESM_SERVICE_UNAVAILABLE, not a hang.
+        let res = client(&socket)
+            .transact(&Request::Unsupported(aesm::RequestKind::GetQuote))
+            .unwrap();
+        assert_eq!(res.code(), aesm::AesmError::ServiceUnavailable);
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric(
+        r#"confcom_quote_helper_requests_total{type="invalid",result="frame_too_large"} 2"#,
+    )
+    .await;
+    srv.wait_for_metric(
+        r#"confcom_quote_helper_requests_total{type="get_quote_ex",result="success"} 1"#,
+    )
+    .await;
+    srv.wait_for_metric("confcom_quote_helper_quote_latency_seconds_count 1")
+        .await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_do_not_block_others_and_are_dropped_after_the_timeout() {
+    let io_timeout = Duration::from_millis(400);
+    let srv = start(4, io_timeout).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        // Three clients connect and send nothing (one permit stays free).
+        let mut idle: Vec<UnixStream> = (0..3)
+            .map(|_| UnixStream::connect(&socket).unwrap())
+            .collect();
+        let started = Instant::now();
+        for _ in 0..5 {
+            quote_ok(&socket);
+        }
+        assert!(
+            started.elapsed() < io_timeout,
+            "served while idle clients hold connections"
+        );
+        // The idle ones are closed by the server once the timeout expires.
+        for s in &mut idle {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+        }
+        // With every permit taken by silent clients, a new client still gets served once
+        // they time out: it waits in the backlog instead of failing.
+        let _hogs: Vec<UnixStream> = (0..4)
+            .map(|_| UnixStream::connect(&socket).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        quote_ok(&socket);
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric(r#"confcom_quote_helper_requests_total{type="invalid",result="timeout"}"#)
+        .await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_are_all_served() {
+    let srv = start(32, Duration::from_secs(5)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let threads: Vec<_> = (0..200u8)
+            .map(|i| {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let c = client(&socket);
+                    let (quote, _) = c
+                        .get_quote_ex(&app_report([i; 32], [i; 64]), 8192, None)
+                        .unwrap();
+                    let (q, _) = sgx_quote::Quote::parse_tolerant(&quote).unwrap();
+                    assert_eq!(q.sgx_report_body().unwrap().mr_enclave.0, [i; 32]);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric(
+        r#"confcom_quote_helper_requests_total{type="get_quote_ex",result="success"} 200"#,
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_lifecycle_dir_mode_stale_in_use_and_shutdown() {
+    let srv = start(4, Duration::from_secs(1)).await;
+    let socket = srv.socket.clone();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+    // A second server on the same live socket is refused.
+    let sim = sgx_sim::state::load(&srv.sim_state).unwrap();
+    let mut reg = prometheus_client::registry::Registry::default();
+    let cfg = quote_helper::server::ServerConfig {
+        socket: socket.clone(),
+        socket_mode: 0o600,
+        max_connections: 2,
+        io_timeout: Duration::from_secs(1),
+        drain_timeout: Duration::from_secs(1),
+    };
+    let backend = std::sync::Arc::new(quote_helper::backend::sim::SimBackend::new(sim));
+    let err = quote_helper::server::Server::bind(
+        cfg.clone(),
+        backend.clone(),
+        quote_helper::metrics::Metrics::register(&mut reg),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("already listening"), "{err}");
+    // Graceful stop removes the socket.
+    let _dir = srv.stop().await;
+    assert!(!socket.exists());
+    // A stale socket file (nobody listening) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let server = quote_helper::server::Server::bind(
+        cfg.clone(),
+        backend.clone(),
+        quote_helper::metrics::Metrics::register(&mut reg),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    drop(server);
+    // A regular file at the path is not removed.
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, b"not a socket").unwrap();
+    let err = quote_helper::server::Server::bind(
+        cfg,
+        backend,
+        quote_helper::metrics::Metrics::register(&mut reg),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_subcommand_and_dcap_startup_error() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: quote_helper::cli::Args,
+    }
+    let srv = start(4, Duration::from_secs(1)).await;
+    let sock = srv.socket.to_str().unwrap().to_owned();
+    let ok = quote_helper::cli::run(Cli::parse_from(["x", "probe", "--socket", &sock]).args)
+        .await
+        .unwrap();
+    assert_eq!(ok, std::process::ExitCode::SUCCESS);
+    srv.stop().await;
+    let down =
+        quote_helper::cli::run(Cli::parse_from(["x", "probe", "--socket", &sock]).args).await;
+    assert!(down.is_err());
+
+    // The DCAP backend on a machine without SGX: one clear error naming what is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let dsock = dir.path().join("aesm.socket");
+    let err = quote_helper::cli::run(
+        Cli::parse_from([
+            "x",
+            "--backend",
+            "dcap",
+            "--socket",
+            dsock.to_str().unwrap(),
+        ])
+        .args,
+    )
+    .await
+    .err()
+    .unwrap();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("libsgx_dcap_ql.so.1"), "{msg}");
+    if !Path::new("/dev/sgx_enclave").exists() {
+        assert!(msg.contains("/dev/sgx_enclave"), "{msg}");
+    }
+    if !Path::new("/dev/sgx_provision").exists() {
+        assert!(msg.contains("/dev/sgx_provision"), "{msg}");
+    }
+    assert!(!dsock.exists(), "no socket is bound when the backend fails");
+}
+
+#[test]
+fn responses_from_client_helpers_match_protocol() {
+    // The typed client rejects a response for the wrong request.
+    let res = Response::GetQuoteSizeEx { quote_size: 1 };
+    assert!(Response::decode(&res.encode(), aesm::RequestKind::GetQuoteEx).is_err());
+}
