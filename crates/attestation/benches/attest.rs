@@ -1,0 +1,279 @@
+//! Load benchmark of `POST /attest/SgxEnclave` on loopback with the real set-A quote and a
+//! warm collateral cache (our PCCS, offline import → attestation server with a PCCS URL),
+//! against the verifier's own warm cost measured in the same run. Prints
+//! `attest-bench: rps=… p99_ms=… verify_warm_us=… efficiency=…` (cores = 2).
+//!
+//! The load generator is a minimal HTTP/1.1 keep-alive client over raw TCP so that it
+//! spends as little of the 2 shared cores as possible.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attestation::Clock;
+use attestation::attest::{self, AttestState};
+use attestation::client::{CollateralClient, CollateralSource, RetryPolicy};
+use attestation::collateral::CollateralBundle;
+use attestation::pccs::{self, Mode, PccsState};
+use attestation::store::Store;
+use attestation::token::KeyRing;
+use attestation::verify::{DcapVerifier, QuoteVerifier};
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T_A: i64 = 1_751_624_924;
+const CORES: f64 = 2.0;
+const DURATION: Duration = Duration::from_secs(5);
+const CONNECTIONS: usize = 4;
+
+fn testdata(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/dcap")
+        .join(rel)
+}
+
+/// Mean warm cost of one verification (µs), measured for ~1 s after a warm-up.
+fn verify_warm_us(quote: &[u8], bundle: &CollateralBundle) -> f64 {
+    let v = DcapVerifier::new(dcap_verify::TrustAnchors::intel());
+    let c = attestation::collateral::PreparedCollateral::new(bundle.clone()).dcap;
+    let now = dcap_verify::UnixTime(u64::try_from(T_A).unwrap());
+    for _ in 0..50 {
+        v.inner().verify(quote, &c, now, v.policy()).unwrap();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..20 {
+            v.inner().verify(quote, &c, now, v.policy()).unwrap();
+        }
+        n += 20;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+async fn one_connection(
+    addr: std::net::SocketAddr,
+    request: Arc<Vec<u8>>,
+    until: Instant,
+) -> Vec<u32> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut lat_us = Vec::with_capacity(50_000);
+    let mut buf = vec![0u8; 16 * 1024];
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        s.write_all(&request).await.unwrap();
+        // Read headers, then Content-Length bytes of body.
+        let mut have = 0usize;
+        let (head_end, body_len) = loop {
+            let n = s.read(&mut buf[have..]).await.unwrap();
+            assert!(n > 0, "server closed the connection");
+            have += n;
+            if let Some(p) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&buf[..p]).unwrap();
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap();
+                break (p + 4, len);
+            }
+        };
+        while have < head_end + body_len {
+            let n = s.read(&mut buf[have..]).await.unwrap();
+            assert!(n > 0);
+            have += n;
+        }
+        lat_us.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    lat_us
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 100 Hz on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn time_us(mut f: impl FnMut()) -> f64 {
+    for _ in 0..20 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_millis(500) {
+        f();
+        n += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+/// Per-stage costs (µs), printed with `ATTEST_BENCH_BREAKDOWN=1`.
+fn breakdown(quote: &[u8], bundle: &CollateralBundle, debug: bool) {
+    use tower::ServiceExt;
+    let v = DcapVerifier::new(dcap_verify::TrustAnchors::intel());
+    let locate = time_us(|| {
+        v.locate(quote).unwrap();
+    });
+    let prepared = attestation::collateral::PreparedCollateral::new(bundle.clone());
+    let verify = time_us(|| {
+        v.verify(quote, &prepared, T_A).unwrap();
+    });
+    let keys = KeyRing::ephemeral().unwrap();
+    let claims = serde_json::json!({"iss": "x", "x-ms-sgx-mrenclave": "00".repeat(32), "n": 1});
+    let sign = time_us(|| {
+        keys.sign(&claims, Some("http://x/certs")).unwrap();
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = AttestState::new(
+        Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+        CollateralSource::from_bundles(vec![bundle.clone()]),
+        KeyRing::ephemeral().unwrap(),
+        &format!("allow_debug: {debug}"),
+        attest::Config::default(),
+        Clock::fixed(T_A),
+    )
+    .unwrap();
+    let app = attest::router(state);
+    let body = serde_json::json!({
+        "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(quote),
+    })
+    .to_string();
+    let handler = time_us(|| {
+        let req = axum::http::Request::post("/attest/SgxEnclave")
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        let r = rt.block_on(app.clone().oneshot(req)).unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    println!(
+        "attest-bench-breakdown: locate_us={locate:.1} verify_adapter_us={verify:.1} sign_us={sign:.1} handler_in_process_us={handler:.1}"
+    );
+}
+
+fn main() {
+    let quote = std::fs::read(testdata("dcap-qvl/sample/sgx_quote")).unwrap();
+    let bundle = CollateralBundle::from_json(
+        &std::fs::read(testdata("dcap-qvl/sample/sgx_quote_collateral.json")).unwrap(),
+    )
+    .unwrap();
+
+    let verify_us = verify_warm_us(&quote, &bundle);
+    let debug = DcapVerifier::new(dcap_verify::TrustAnchors::intel())
+        .verify(
+            &quote,
+            &attestation::collateral::PreparedCollateral::new(bundle.clone()),
+            T_A,
+        )
+        .unwrap()
+        .debug;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (rps, p99_ms) = rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        pccs::import_paths(
+            &store,
+            &[testdata("dcap-qvl/sample/sgx_quote_collateral.json")],
+            T_A,
+        )
+        .unwrap();
+        let pccs_state = PccsState::new(
+            store,
+            pccs::Config {
+                mode: Mode::Offline,
+                ..pccs::Config::default()
+            },
+            Clock::fixed(T_A),
+        )
+        .unwrap();
+        let pl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pccs_url = format!("http://{}", pl.local_addr().unwrap());
+        tokio::spawn(pccs::serve_on(pl, pccs_state, std::future::pending()));
+
+        let source = CollateralSource::Http(
+            CollateralClient::new(&pccs_url, RetryPolicy::default(), Clock::fixed(T_A)).unwrap(),
+        );
+        let state = AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            source,
+            KeyRing::ephemeral().unwrap(),
+            &format!("allow_debug: {debug}"),
+            attest::Config::default(),
+            Clock::fixed(T_A),
+        )
+        .unwrap();
+        let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = al.local_addr().unwrap();
+        tokio::spawn(attest::serve_on(al, state, std::future::pending()));
+
+        let body = serde_json::json!({
+            "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&quote),
+        })
+        .to_string();
+        let request = Arc::new(
+            format!(
+                "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: {addr}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        );
+        // Warm the collateral cache and the verifier's cache.
+        one_connection(
+            addr,
+            request.clone(),
+            Instant::now() + Duration::from_millis(300),
+        )
+        .await;
+
+        let cpu0 = process_cpu_secs();
+        let start = Instant::now();
+        let until = start + DURATION;
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|_| tokio::spawn(one_connection(addr, request.clone(), until)))
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = (process_cpu_secs() - cpu0) / elapsed;
+        let cpu_us = cpu * elapsed * 1e6 / all.len() as f64;
+        eprintln!(
+            "attest-bench: process CPU during load = {cpu:.2} of {CORES} cores (the machine is \
+             shared); {cpu_us:.0} us CPU per request (server + load generator + loopback \
+             kernel time) vs {verify_us:.0} us for verification alone \
+             (per-CPU efficiency {:.2}); {} requests",
+            verify_us / cpu_us,
+            all.len()
+        );
+        all.sort_unstable();
+        let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+        (all.len() as f64 / elapsed, f64::from(p99) / 1000.0)
+    });
+    let efficiency = rps * verify_us / 1e6 / CORES;
+    if std::env::var_os("ATTEST_BENCH_BREAKDOWN").is_some() {
+        breakdown(&quote, &bundle, debug);
+    }
+    println!(
+        "attest-bench: rps={rps:.0} p99_ms={p99_ms:.2} verify_warm_us={verify_us:.1} efficiency={efficiency:.2}"
+    );
+}

@@ -1,0 +1,709 @@
+//! The attestation server: MAA's `POST /attest/SgxEnclave` returning an ES256 JWT with MAA's
+//! SGX claims plus the TCB status, advisory IDs and EAR status; `GET /certs` (JWKS),
+//! `GET /.well-known/openid-configuration`, `GET|PUT /policies/SgxEnclave` (admin token),
+//! `POST /keys:rotate` (admin token), and probes/metrics.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::client::{CollateralSource, FetchError};
+use crate::clock::Clock;
+use crate::policy::Policy;
+use crate::token::KeyRing;
+use crate::verify::{QuoteVerifier, VerifiedQuote, VerifyFailure};
+
+/// Claim: Intel TCB status of the platform and QE ("UpToDate", ...).
+pub const CLAIM_TCB_STATUS: &str = "x-confcom-tcb-status";
+/// Claim: Intel security advisory IDs of the matched TCB levels.
+pub const CLAIM_ADVISORY_IDS: &str = "x-confcom-advisory-ids";
+/// Claim: EAR appraisal status (`affirming`, `warning`, `contraindicated`).
+pub const CLAIM_EAR_STATUS: &str = "ear.status";
+
+/// Lifetime of tokens (MAA: 8 h).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
+
+/// Upper bound of a decoded quote (real quotes are ~5 KB).
+const MAX_QUOTE_LEN: usize = 64 * 1024;
+
+/// Errors of the attest endpoint, each a distinct JSON error (`{"error":{code,message}}`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The body is not the MAA request JSON.
+    #[error("invalid request body: {0}")]
+    InvalidRequest(String),
+    /// A base64url field does not decode.
+    #[error("field {0} is not valid base64url")]
+    InvalidBase64(&'static str),
+    /// The quote ends early.
+    #[error("{0}")]
+    QuoteTruncated(String),
+    /// The quote is structurally invalid.
+    #[error("{0}")]
+    MalformedQuote(String),
+    /// A quote of another TEE.
+    #[error("{0}; this endpoint attests SGX enclaves")]
+    UnsupportedTee(String),
+    /// SHA-256(runtimeData) differs from REPORTDATA[0..32].
+    #[error(
+        "runtimeData does not match the quote's REPORTDATA: SHA-256(runtimeData) must equal REPORTDATA[0..32]"
+    )]
+    RuntimeDataMismatch,
+    /// SHA-256(initTimeData) differs from CONFIGID[0..32].
+    #[error("initTimeData does not match the quote's CONFIGID")]
+    InitTimeDataMismatch,
+    /// The quote did not verify.
+    #[error("quote verification failed: {0}")]
+    VerificationFailed(String),
+    /// No collateral for the platform.
+    #[error("no collateral available for this platform (FMSPC {0})")]
+    CollateralNotFound(String),
+    /// The collateral service failed.
+    #[error("collateral service unavailable")]
+    CollateralUnavailable,
+    /// The policy denied the quote.
+    #[error(transparent)]
+    PolicyDenied(#[from] crate::policy::Deny),
+    /// Missing or wrong admin token.
+    #[error("admin token required")]
+    Unauthorized,
+    /// Endpoint not configured.
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// Something failed inside the server (details are logged).
+    #[error("internal error")]
+    Internal,
+}
+
+impl AttestError {
+    fn code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            Self::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "InvalidBase64"),
+            Self::QuoteTruncated(_) => (StatusCode::BAD_REQUEST, "QuoteTruncated"),
+            Self::MalformedQuote(_) => (StatusCode::BAD_REQUEST, "MalformedQuote"),
+            Self::UnsupportedTee(_) => (StatusCode::BAD_REQUEST, "UnsupportedTee"),
+            Self::RuntimeDataMismatch => (StatusCode::BAD_REQUEST, "RuntimeDataMismatch"),
+            Self::InitTimeDataMismatch => (StatusCode::BAD_REQUEST, "InitTimeDataMismatch"),
+            Self::VerificationFailed(_) => (StatusCode::BAD_REQUEST, "QuoteVerificationFailed"),
+            Self::CollateralNotFound(_) => (StatusCode::SERVICE_UNAVAILABLE, "CollateralNotFound"),
+            Self::CollateralUnavailable => (StatusCode::BAD_GATEWAY, "CollateralUnavailable"),
+            Self::PolicyDenied(_) => (StatusCode::UNAUTHORIZED, "PolicyDenied"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Self::NotConfigured(_) => (StatusCode::NOT_FOUND, "NotConfigured"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        }
+    }
+
+    fn result_label(&self) -> &'static str {
+        self.code().1
+    }
+}
+
+impl IntoResponse for AttestError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.code();
+        crate::json_error(status, code, &self.to_string())
+    }
+}
+
+impl From<VerifyFailure> for AttestError {
+    fn from(f: VerifyFailure) -> Self {
+        match f {
+            VerifyFailure::Truncated(m) => Self::QuoteTruncated(format!("quote truncated: {m}")),
+            VerifyFailure::UnsupportedTee(m) => {
+                Self::UnsupportedTee(format!("unsupported TEE: {m}"))
+            }
+            VerifyFailure::Malformed(m) => Self::MalformedQuote(format!("malformed quote: {m}")),
+            VerifyFailure::Rejected(m) => Self::VerificationFailed(m),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone)]
+struct Metrics {
+    requests: Family<ResultLabel, Counter>,
+    verify_seconds: Histogram,
+    collateral: Family<CacheLabel, Counter>,
+}
+
+impl Metrics {
+    fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            verify_seconds: Histogram::new([
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+            ]),
+            collateral: Family::default(),
+        };
+        registry.register(
+            "attest_requests",
+            "attest requests by result",
+            m.requests.clone(),
+        );
+        registry.register(
+            "verify_seconds",
+            "quote verification latency (seconds)",
+            m.verify_seconds.clone(),
+        );
+        registry.register(
+            "collateral_cache",
+            "collateral lookups by outcome (hit, miss)",
+            m.collateral.clone(),
+        );
+        m
+    }
+}
+
+/// Configuration of the attestation server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `iss` of tokens, and the base of `jku`/`jwks_uri` (e.g. `https://attest.example`).
+    pub issuer: String,
+    /// Token lifetime.
+    pub token_ttl: Duration,
+    /// Admin token for policy management and key rotation (disabled when `None`).
+    pub admin_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            admin_token: None,
+        }
+    }
+}
+
+struct PolicyDoc {
+    policy: Arc<Policy>,
+    text: String,
+    hash: String,
+}
+
+impl PolicyDoc {
+    fn new(text: String) -> Result<Self, crate::policy::Error> {
+        let policy = Arc::new(Policy::parse(&text)?);
+        // MAA: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
+        let inner = URL_SAFE_NO_PAD.encode(text.as_bytes());
+        let hash = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            inner.as_bytes(),
+        ));
+        Ok(Self { policy, text, hash })
+    }
+}
+
+/// Shared state of the attestation server.
+#[derive(Clone)]
+pub struct AttestState {
+    verifier: Arc<dyn QuoteVerifier>,
+    collateral: Arc<CollateralSource>,
+    keys: Arc<KeyRing>,
+    policy: Arc<RwLock<PolicyDoc>>,
+    config: Arc<Config>,
+    clock: Clock,
+    metrics: Metrics,
+    probes: confcom_runtime::Probes,
+}
+
+impl AttestState {
+    /// Builds the state. `policy_text` is YAML/JSON (empty = default policy).
+    pub fn new(
+        verifier: Arc<dyn QuoteVerifier>,
+        collateral: CollateralSource,
+        keys: KeyRing,
+        policy_text: &str,
+        config: Config,
+        clock: Clock,
+    ) -> Result<Self, crate::policy::Error> {
+        let mut registry = Registry::with_prefix("confcom_attest");
+        let metrics = Metrics::new(&mut registry);
+        let probes = confcom_runtime::Probes::new(registry);
+        probes.set_ready(true);
+        Ok(Self {
+            verifier,
+            collateral: Arc::new(collateral),
+            keys: Arc::new(keys),
+            policy: Arc::new(RwLock::new(PolicyDoc::new(policy_text.to_owned())?)),
+            config: Arc::new(config),
+            clock,
+            metrics,
+            probes,
+        })
+    }
+
+    /// The probes (readiness, metrics).
+    #[must_use]
+    pub fn probes(&self) -> &confcom_runtime::Probes {
+        &self.probes
+    }
+
+    /// The signing keys.
+    #[must_use]
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+}
+
+/// The router (for `oneshot` tests and in-process serving).
+pub fn router(state: AttestState) -> Router {
+    let probes = state.probes.router();
+    Router::new()
+        .route("/attest/SgxEnclave", post(attest_sgx))
+        .route("/attest/OpenEnclave", post(attest_other))
+        .route("/attest/TdxVm", post(attest_other))
+        .route("/attest/SevSnpVm", post(attest_other))
+        .route("/certs", get(certs))
+        .route("/.well-known/openid-configuration", get(openid))
+        .route("/policies/SgxEnclave", get(get_policy).put(put_policy))
+        .route("/keys:rotate", post(rotate_key))
+        .fallback(|| async {
+            crate::json_error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint")
+        })
+        .with_state(state)
+        .merge(probes)
+}
+
+/// Serves plain HTTP on an already-bound listener until `shutdown` resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AttestState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves HTTPS (rustls, aws-lc-rs) on an already-bound listener until `shutdown` resolves.
+pub async fn serve_tls_on(
+    listener: tokio::net::TcpListener,
+    state: AttestState,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let svc = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            if let Err(e) = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Loads a rustls server configuration from PEM files.
+pub fn tls_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    crate::install_crypto_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| rustls::Error::General(format!("certificate PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| rustls::Error::General(format!("key PEM: {e}")))?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// MAA's request body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttestRequest {
+    quote: String,
+    #[serde(default)]
+    runtime_data: Option<DataItem>,
+    #[serde(default)]
+    init_time_data: Option<DataItem>,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    draft_policy_for_attestation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataItem {
+    data: String,
+    #[serde(default)]
+    data_type: Option<String>,
+}
+
+impl DataItem {
+    fn is_json(&self) -> bool {
+        self.data_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("json"))
+    }
+}
+
+/// Decodes base64url (padded or not); standard base64 is accepted too.
+fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, AttestError> {
+    let t = s.trim().trim_end_matches('=');
+    URL_SAFE_NO_PAD
+        .decode(t)
+        .or_else(|_| STANDARD.decode(s.trim()))
+        .map_err(|_| AttestError::InvalidBase64(field))
+}
+
+async fn attest_other() -> AttestError {
+    AttestError::UnsupportedTee(
+        "this service attests only SGX enclaves (POST /attest/SgxEnclave)".into(),
+    )
+}
+
+/// `POST /attest/SgxEnclave` (any `api-version`: the request and response bodies are the
+/// same in 2020-10-01, 2022-08-01 and 2025-06-01).
+async fn attest_sgx(State(s): State<AttestState>, body: Bytes) -> Response {
+    let result = attest_inner(&s, &body).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.result_label(),
+    };
+    s.metrics
+        .requests
+        .get_or_create(&ResultLabel { result: label })
+        .inc();
+    match result {
+        Ok(token) => (StatusCode::OK, axum::Json(json!({ "token": token }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestError> {
+    let req: AttestRequest =
+        serde_json::from_slice(body).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
+    let quote = b64("quote", &req.quote)?;
+    if quote.len() > MAX_QUOTE_LEN {
+        return Err(AttestError::MalformedQuote(format!(
+            "malformed quote: {} bytes exceeds the {MAX_QUOTE_LEN}-byte limit",
+            quote.len()
+        )));
+    }
+    let runtime = req
+        .runtime_data
+        .as_ref()
+        .map(|d| b64("runtimeData.data", &d.data))
+        .transpose()?;
+    let init = req
+        .init_time_data
+        .as_ref()
+        .map(|d| b64("initTimeData.data", &d.data))
+        .transpose()?;
+
+    let loc = s.verifier.locate(&quote)?;
+    let (bundle, hit) = s
+        .collateral
+        .get(&loc.fmspc, loc.ca)
+        .await
+        .map_err(|e| match e {
+            FetchError::NotFound { .. } => {
+                AttestError::CollateralNotFound(hex::encode_upper(loc.fmspc))
+            }
+            e => {
+                tracing::warn!(error = %e, "collateral fetch failed");
+                AttestError::CollateralUnavailable
+            }
+        })?;
+    s.metrics
+        .collateral
+        .get_or_create(&CacheLabel {
+            outcome: if hit { "hit" } else { "miss" },
+        })
+        .inc();
+    let now = s.clock.now();
+    let started = Instant::now();
+    let verified = s.verifier.verify(&quote, &bundle, now);
+    s.metrics
+        .verify_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let v = verified.inspect_err(|e| tracing::info!(error = %e, "quote rejected"))?;
+
+    let sha = |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, d);
+    if let Some(rt) = &runtime
+        && sha(rt).as_ref() != v.report_data.get(..32).unwrap_or_default()
+    {
+        return Err(AttestError::RuntimeDataMismatch);
+    }
+    if let Some(it) = &init
+        && sha(it).as_ref() != v.config_id.get(..32).unwrap_or_default()
+    {
+        return Err(AttestError::InitTimeDataMismatch);
+    }
+
+    let claims = build_claims(
+        s,
+        &quote,
+        &bundle,
+        &v,
+        &req,
+        runtime.as_deref(),
+        init.as_deref(),
+        now,
+    );
+    let (policy, draft) = match &req.draft_policy_for_attestation {
+        Some(text) => (
+            Arc::new(Policy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?),
+            true,
+        ),
+        None => {
+            let doc = s.policy.read().map_err(|_| AttestError::Internal)?;
+            (doc.policy.clone(), false)
+        }
+    };
+    policy.evaluate(&claims)?;
+    let mut claims = claims;
+    if draft {
+        // MAA: tokens from a draft policy "cannot be validated"; we mark them instead.
+        claims["x-ms-policy-draft"] = json!(true);
+    }
+    let jku = format!("{}/certs", s.config.issuer.trim_end_matches('/'));
+    s.keys.sign(&claims, Some(&jku)).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        AttestError::Internal
+    })
+}
+
+/// EAR status of a verification result.
+#[must_use]
+pub fn ear_status(v: &VerifiedQuote) -> &'static str {
+    if v.debug || v.tcb_status == "Revoked" {
+        "contraindicated"
+    } else if v.tcb_status == "UpToDate" {
+        "affirming"
+    } else {
+        "warning"
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_claims(
+    s: &AttestState,
+    quote: &[u8],
+    prepared: &crate::collateral::PreparedCollateral,
+    v: &VerifiedQuote,
+    req: &AttestRequest,
+    runtime: Option<&[u8]>,
+    init: Option<&[u8]>,
+    now: i64,
+) -> Value {
+    let h = |d: &[u8]| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, d));
+    let ttl = i64::try_from(s.config.token_ttl.as_secs()).unwrap_or(i64::MAX);
+    let mut jti = [0u8; 32];
+    let _ = aws_lc_rs::rand::fill(&mut jti);
+    let policy_hash = s.policy.read().map(|d| d.hash.clone()).unwrap_or_default();
+    let mut c = json!({
+        "iss": s.config.issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now.saturating_add(ttl),
+        "jti": hex::encode(jti),
+        "x-ms-ver": "1.0",
+        "x-ms-attestation-type": "sgx",
+        "x-ms-policy-hash": policy_hash,
+        "x-ms-sgx-is-debuggable": v.debug,
+        "x-ms-sgx-mrenclave": hex::encode(v.mr_enclave),
+        "x-ms-sgx-mrsigner": hex::encode(v.mr_signer),
+        "x-ms-sgx-product-id": v.isv_prod_id,
+        "x-ms-sgx-svn": v.isv_svn,
+        "x-ms-sgx-report-data": hex::encode(v.report_data),
+        "x-ms-sgx-config-id": hex::encode(v.config_id),
+        "x-confcom-fmspc": hex::encode_upper(v.fmspc),
+        "x-confcom-collateral-valid-until": v.valid_until,
+        CLAIM_TCB_STATUS: v.tcb_status,
+        CLAIM_ADVISORY_IDS: v.advisory_ids,
+        CLAIM_EAR_STATUS: ear_status(v),
+        // Deprecated MAA aliases, still emitted by MAA.
+        "is-debuggable": v.debug,
+        "sgx-mrenclave": hex::encode(v.mr_enclave),
+        "sgx-mrsigner": hex::encode(v.mr_signer),
+        "product-id": v.isv_prod_id,
+        "svn": v.isv_svn,
+        "tee": "sgx",
+    });
+    let mut coll = prepared.hashes.clone();
+    coll.insert("quotehash".into(), json!(h(quote)));
+    c["x-ms-sgx-collateral"] = Value::Object(coll);
+    if let Some(n) = &req.nonce {
+        c["nonce"] = json!(n);
+    }
+    if let (Some(rt), Some(item)) = (runtime, &req.runtime_data) {
+        if item.is_json() {
+            if let Ok(j) = serde_json::from_slice::<Value>(rt) {
+                c["x-ms-runtime"] = j;
+            }
+        } else {
+            c["x-ms-sgx-ehd"] = json!(URL_SAFE_NO_PAD.encode(rt));
+            c["maa-ehd"] = c["x-ms-sgx-ehd"].clone();
+        }
+    }
+    if let (Some(it), Some(item)) = (init, &req.init_time_data)
+        && item.is_json()
+        && let Ok(j) = serde_json::from_slice::<Value>(it)
+    {
+        c["x-ms-inittime"] = j;
+    }
+    c
+}
+
+async fn certs(State(s): State<AttestState>) -> Response {
+    axum::Json(s.keys.jwks()).into_response()
+}
+
+async fn openid(State(s): State<AttestState>) -> Response {
+    let base = s.config.issuer.trim_end_matches('/');
+    axum::Json(json!({
+        "issuer": s.config.issuer,
+        "jwks_uri": format!("{base}/certs"),
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "response_types_supported": ["token", "none"],
+        "revocation_endpoint": format!("{base}/revocations"),
+        "claims_supported": [
+            "iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
+            "x-ms-policy-hash", "x-ms-sgx-is-debuggable", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
+            "x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-report-data", "x-ms-sgx-config-id",
+            "x-ms-sgx-ehd", "x-ms-sgx-collateral", "x-ms-runtime", "x-ms-inittime",
+            CLAIM_TCB_STATUS, CLAIM_ADVISORY_IDS, CLAIM_EAR_STATUS,
+        ],
+    }))
+    .into_response()
+}
+
+fn check_admin(s: &AttestState, headers: &HeaderMap) -> Result<(), AttestError> {
+    let Some(expected) = &s.config.admin_token else {
+        return Err(AttestError::NotConfigured(
+            "policy management is disabled (no admin token configured)",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Constant-time comparison of digests.
+    let d = |x: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, x.as_bytes());
+    if aws_lc_rs::constant_time::verify_slices_are_equal(d(given).as_ref(), d(expected).as_ref())
+        .is_ok()
+    {
+        Ok(())
+    } else {
+        Err(AttestError::Unauthorized)
+    }
+}
+
+async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_admin(&s, &headers) {
+        return e.into_response();
+    }
+    match s.policy.read() {
+        Ok(d) => axum::Json(json!({
+            "policy": d.text, "x-ms-policy-hash": d.hash, "parsed": *d.policy,
+        }))
+        .into_response(),
+        Err(_) => AttestError::Internal.into_response(),
+    }
+}
+
+async fn put_policy(State(s): State<AttestState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = check_admin(&s, &headers) {
+        return e.into_response();
+    }
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return AttestError::InvalidRequest("policy must be UTF-8".into()).into_response();
+    };
+    let doc = match PolicyDoc::new(text) {
+        Ok(d) => d,
+        Err(e) => return AttestError::InvalidRequest(e.to_string()).into_response(),
+    };
+    let hash = doc.hash.clone();
+    match s.policy.write() {
+        Ok(mut g) => {
+            *g = doc;
+            tracing::info!(hash, "attestation policy replaced");
+            axum::Json(json!({ "x-ms-policy-hash": hash, "x-ms-policy-result": "Updated" }))
+                .into_response()
+        }
+        Err(_) => AttestError::Internal.into_response(),
+    }
+}
+
+async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_admin(&s, &headers) {
+        return e.into_response();
+    }
+    match s.keys.rotate() {
+        Ok(kid) => axum::Json(json!({ "kid": kid })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "key rotation failed");
+            AttestError::Internal.into_response()
+        }
+    }
+}

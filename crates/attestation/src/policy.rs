@@ -1,0 +1,258 @@
+//! Declarative attestation policy (YAML or JSON) over the token's claims.
+//!
+//! ```yaml
+//! allow_debug: false                 # rule "allow_debug"
+//! mrenclave: ["<hex>", ...]          # rule "mrenclave"
+//! mrsigner: ["<hex>", ...]           # rule "mrsigner"
+//! product_id: [1, 2]                 # rule "product_id"
+//! min_svn: 3                         # rule "min_svn"
+//! accepted_tcb_statuses: [UpToDate, SWHardeningNeeded]   # rule "accepted_tcb_statuses"
+//! accepted_advisories: [INTEL-SA-00615]                  # rule "accepted_advisories"
+//! rules:                             # generic rules over any claim
+//!   - { name: ehd-set, claim: x-ms-sgx-report-data, one_of: ["..."] }
+//!   - { name: svn, claim: x-ms-sgx-svn, min: 2 }
+//! ```
+//! Absent fields do not constrain. Without `accepted_tcb_statuses`, every status except
+//! `Revoked` is accepted (the token carries the status and the EAR verdict).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A parsed policy plus its source text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Whether debug enclaves are accepted.
+    #[serde(default)]
+    pub allow_debug: bool,
+    /// Accepted MRENCLAVE values (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrenclave: Option<Vec<String>>,
+    /// Accepted MRSIGNER values (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrsigner: Option<Vec<String>>,
+    /// Accepted ISV product IDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<Vec<u16>>,
+    /// Minimum ISV SVN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_svn: Option<u16>,
+    /// Accepted TCB statuses (Intel spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_tcb_statuses: Option<Vec<String>>,
+    /// Advisories that may be present (any other present advisory fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_advisories: Option<Vec<String>>,
+    /// Generic rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// A generic rule over one claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Name reported on failure.
+    pub name: String,
+    /// The claim (top-level name; `a.b` for a nested field).
+    pub claim: String,
+    /// The check.
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+/// What a rule checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Equal to this value.
+    Equals(Value),
+    /// Equal to one of these.
+    OneOf(Vec<Value>),
+    /// A number at least this.
+    Min(i64),
+    /// A number at most this.
+    Max(i64),
+    /// An array whose items are all in this list.
+    SubsetOf(Vec<Value>),
+}
+
+/// Errors of policy parsing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Neither valid YAML nor JSON of the policy shape.
+    #[error("invalid policy: {0}")]
+    Parse(String),
+}
+
+/// A denial: the rule that failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy rule \"{rule}\" failed: {reason}")]
+pub struct Deny {
+    /// Rule name.
+    pub rule: String,
+    /// Reason (claim values are public claims of the quote).
+    pub reason: String,
+}
+
+impl Policy {
+    /// Parses YAML (a superset of JSON).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| Error::Parse(e.to_string()))
+    }
+
+    /// Evaluates against the claims; the first failing rule denies.
+    pub fn evaluate(&self, claims: &Value) -> Result<(), Deny> {
+        let deny = |rule: &str, reason: String| {
+            Err(Deny {
+                rule: rule.to_owned(),
+                reason,
+            })
+        };
+        let s = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let n = |k: &str| claims.get(k).and_then(Value::as_i64).unwrap_or(-1);
+        if !self.allow_debug && claims.get("x-ms-sgx-is-debuggable") != Some(&Value::Bool(false)) {
+            return deny("allow_debug", "the enclave is debuggable".into());
+        }
+        if let Some(list) = &self.mrenclave {
+            let v = s("x-ms-sgx-mrenclave");
+            if !list.iter().any(|m| m.eq_ignore_ascii_case(&v)) {
+                return deny("mrenclave", format!("MRENCLAVE {v} is not allowed"));
+            }
+        }
+        if let Some(list) = &self.mrsigner {
+            let v = s("x-ms-sgx-mrsigner");
+            if !list.iter().any(|m| m.eq_ignore_ascii_case(&v)) {
+                return deny("mrsigner", format!("MRSIGNER {v} is not allowed"));
+            }
+        }
+        if let Some(list) = &self.product_id {
+            let v = n("x-ms-sgx-product-id");
+            if !list.iter().any(|p| i64::from(*p) == v) {
+                return deny("product_id", format!("product ID {v} is not allowed"));
+            }
+        }
+        if let Some(min) = self.min_svn {
+            let v = n("x-ms-sgx-svn");
+            if v < i64::from(min) {
+                return deny("min_svn", format!("SVN {v} is below {min}"));
+            }
+        }
+        let status = s(crate::attest::CLAIM_TCB_STATUS);
+        match &self.accepted_tcb_statuses {
+            Some(list) if !list.iter().any(|x| x.eq_ignore_ascii_case(&status)) => {
+                return deny(
+                    "accepted_tcb_statuses",
+                    format!("TCB status {status} is not accepted"),
+                );
+            }
+            None if status == "Revoked" => {
+                return deny("accepted_tcb_statuses", "TCB status Revoked".into());
+            }
+            _ => {}
+        }
+        if let Some(list) = &self.accepted_advisories {
+            let present = claims
+                .get(crate::attest::CLAIM_ADVISORY_IDS)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for a in present.iter().filter_map(Value::as_str) {
+                if !list.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                    return deny(
+                        "accepted_advisories",
+                        format!("advisory {a} is not accepted"),
+                    );
+                }
+            }
+        }
+        for r in &self.rules {
+            let v = r
+                .claim
+                .split('.')
+                .try_fold(claims, |v, part| v.get(part))
+                .unwrap_or(&Value::Null);
+            let ok = match &r.check {
+                Check::Equals(x) => v == x,
+                Check::OneOf(xs) => xs.contains(v),
+                Check::Min(m) => v.as_i64().is_some_and(|n| n >= *m),
+                Check::Max(m) => v.as_i64().is_some_and(|n| n <= *m),
+                Check::SubsetOf(xs) => v
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|i| xs.contains(i))),
+            };
+            if !ok {
+                return deny(&r.name, format!("claim {} = {v}", r.claim));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims() -> Value {
+        json!({
+            "x-ms-sgx-is-debuggable": false,
+            "x-ms-sgx-mrenclave": "aa", "x-ms-sgx-mrsigner": "bb",
+            "x-ms-sgx-product-id": 1, "x-ms-sgx-svn": 3,
+            "x-confcom-tcb-status": "SWHardeningNeeded",
+            "x-confcom-advisory-ids": ["INTEL-SA-00615"],
+        })
+    }
+
+    #[test]
+    fn default_policy_rejects_debug_and_revoked_only() {
+        let p = Policy::parse("").unwrap();
+        assert!(p.evaluate(&claims()).is_ok());
+        let mut c = claims();
+        c["x-ms-sgx-is-debuggable"] = json!(true);
+        assert_eq!(p.evaluate(&c).unwrap_err().rule, "allow_debug");
+        let mut c = claims();
+        c["x-confcom-tcb-status"] = json!("Revoked");
+        assert_eq!(p.evaluate(&c).unwrap_err().rule, "accepted_tcb_statuses");
+    }
+
+    #[test]
+    fn each_rule_names_itself() {
+        let cases = [
+            ("mrenclave: [cc]", "mrenclave"),
+            ("mrsigner: [cc]", "mrsigner"),
+            ("product_id: [2]", "product_id"),
+            ("min_svn: 4", "min_svn"),
+            ("accepted_tcb_statuses: [UpToDate]", "accepted_tcb_statuses"),
+            (
+                "accepted_advisories: [INTEL-SA-00289]",
+                "accepted_advisories",
+            ),
+            ("rules: [{name: r1, claim: x-ms-sgx-svn, max: 2}]", "r1"),
+            (
+                "rules: [{name: r2, claim: x-ms-sgx-mrsigner, one_of: [x]}]",
+                "r2",
+            ),
+        ];
+        for (text, rule) in cases {
+            let p = Policy::parse(text).unwrap();
+            assert_eq!(p.evaluate(&claims()).unwrap_err().rule, rule, "{text}");
+        }
+        let ok = Policy::parse(
+            r#"{"mrenclave":["AA"],"min_svn":3,"accepted_advisories":["INTEL-SA-00615"],
+                "rules":[{"name":"a","claim":"x-confcom-advisory-ids","subset_of":["INTEL-SA-00615"]}]}"#,
+        )
+        .unwrap();
+        assert!(ok.evaluate(&claims()).is_ok());
+        assert!(Policy::parse("bogus_field: 1").is_err());
+    }
+}
