@@ -102,9 +102,9 @@ impl Probes {
         addr: SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            anyhow::anyhow!("binding the probe/metrics endpoint on {addr}: {e}")
-        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the probe/metrics endpoint on {addr}: {e}"))?;
         tracing::info!(%addr, "probe and metrics endpoint listening");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
