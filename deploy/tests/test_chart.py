@@ -699,7 +699,7 @@ def test_chart_passes_only_flags_the_binary_knows() -> None:
 
     binary = _confcom_binary()
     if binary is None:
-        pytest.skip("no confcom binary (cargo build -p confcom, or set CONFCOM_BIN)")
+        pytest.fail("no confcom binary: run `cargo build -p confcom` first, or set CONFCOM_BIN")
     invocations = _chart_invocations()
     assert set(invocations) == {
         ("device-plugin",), ("quote-helper",), ("webhook",), ("pccs", "serve"),
@@ -756,7 +756,7 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
 
     binary = _confcom_binary()
     if binary is None:
-        pytest.skip("no confcom binary (cargo build -p confcom, or set CONFCOM_BIN)")
+        pytest.fail("no confcom binary: run `cargo build -p confcom` first, or set CONFCOM_BIN")
     objs = render(scenario)
     # Secrets and ConfigMaps become files, where the pods would mount them.
     files: dict[str, dict[str, bytes]] = {}

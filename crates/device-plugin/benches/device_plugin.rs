@@ -63,6 +63,7 @@ async fn allocate_p99(tmp: &std::path::Path) -> f64 {
         PlatformConfig::Sim {
             epc_bytes: 64 << 20,
             dev_dir: tmp.join("inproc-dev"),
+            host_device: None,
         },
     );
     let platform = device_plugin::platform(&config.platform).unwrap();

@@ -47,6 +47,10 @@ pub struct Args {
     /// EPC size of the simulated node (`64Mi`, `8Gi`, bytes).
     #[arg(long, env = "CONFCOM_SIM_EPC", default_value = "64Mi")]
     pub sim_epc: String,
+    /// Sim platform: the host device Allocate hands to containers at the SGX device paths
+    /// (the simulated nodes are files inside this process only); `off` hands out those files.
+    #[arg(long, env = "CONFCOM_SIM_HOST_DEVICE", default_value = "/dev/null")]
+    pub sim_host_device: String,
     /// Shared slots of `sgx.intel.com/enclave` (containers per node).
     #[arg(long, env = "CONFCOM_ENCLAVE_LIMIT", default_value_t = 110)]
     pub enclave_limit: u64,
@@ -88,6 +92,11 @@ pub fn config(args: &Args) -> Result<Config, String> {
                 .dev_root
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("confcom-sim/dev")),
+            host_device: match args.sim_host_device.as_str() {
+                "off" => None,
+                p if p.starts_with('/') => Some(PathBuf::from(p)),
+                p => return Err(format!("--sim-host-device {p}: an absolute path or `off`")),
+            },
         },
     };
     if args.enclave_limit == 0 || args.provision_limit == 0 {

@@ -33,6 +33,10 @@ pub enum PlatformConfig {
         epc_bytes: u64,
         /// Directory of the simulated device nodes (created at start).
         dev_dir: PathBuf,
+        /// Host device handed to containers instead of the simulated files, which exist
+        /// only inside this process's file system (`/dev/null` by default on the command
+        /// line: a real character device the container runtime can map on any node).
+        host_device: Option<PathBuf>,
     },
 }
 

@@ -56,7 +56,9 @@ pub fn platform(config: &PlatformConfig) -> Result<Arc<dyn Platform>> {
         PlatformConfig::Host { dev_root, sys_root } => {
             Arc::new(sgx_platform::HostPlatform::new(dev_root, sys_root))
         }
-        PlatformConfig::Sim { epc_bytes, dev_dir } => {
+        PlatformConfig::Sim {
+            epc_bytes, dev_dir, ..
+        } => {
             let sim = sgx_platform::SimPlatform::new(*epc_bytes, dev_dir);
             sim.create_device_nodes().map_err(Error::Platform)?;
             Arc::new(sim)
@@ -138,8 +140,18 @@ pub fn plan(config: &Config, report: &PlatformReport) -> Plan {
             publish_mib_via_registrar,
         };
     }
-    let enclave = HostNode::pick(resource::NodeRole::Enclave, &report.devices);
-    let provision = HostNode::pick(resource::NodeRole::Provision, &report.devices);
+    let mut enclave = HostNode::pick(resource::NodeRole::Enclave, &report.devices);
+    let mut provision = HostNode::pick(resource::NodeRole::Provision, &report.devices);
+    if let PlatformConfig::Sim {
+        host_device: Some(dev),
+        ..
+    } = &config.platform
+    {
+        // The simulated nodes are plain files in this process's file system; containers get
+        // a real host character device at the SGX paths instead.
+        enclave.host_path.clone_from(dev);
+        provision.host_path.clone_from(dev);
+    }
     resources.push(ResourceSpec {
         kind: ResourceKind::Enclave,
         count: config.enclave_limit,
@@ -294,6 +306,40 @@ mod tests {
     }
 
     #[test]
+    fn sim_hands_containers_the_configured_host_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = |host_device| {
+            Config::new(
+                dir.path().into(),
+                PlatformConfig::Sim {
+                    epc_bytes: 64 << 20,
+                    dev_dir: dir.path().into(),
+                    host_device,
+                },
+            )
+        };
+        let rep = report(64 << 20, dir.path());
+        let hosts = |c: &Config| -> Vec<String> {
+            plan(c, &rep)
+                .resources
+                .iter()
+                .flat_map(|r| r.node.device_specs())
+                .map(|d| d.host_path)
+                .collect()
+        };
+        let null = hosts(&sim(Some("/dev/null".into())));
+        assert!(!null.is_empty());
+        assert!(null.iter().all(|h| h == "/dev/null"), "{null:?}");
+        let files = hosts(&sim(None));
+        assert!(
+            files
+                .iter()
+                .all(|h| h.starts_with(dir.path().to_str().unwrap())),
+            "{files:?}"
+        );
+    }
+
+    #[test]
     fn azure_mib_resource_up_to_256_gib_then_through_the_registrar() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(
@@ -301,6 +347,7 @@ mod tests {
             PlatformConfig::Sim {
                 epc_bytes: 0,
                 dev_dir: dir.path().into(),
+                host_device: None,
             },
         );
         config.profile = Profile::Azure;

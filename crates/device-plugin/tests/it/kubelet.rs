@@ -56,6 +56,7 @@ async fn start(epc: u64, profile: Profile, kubelet_first: bool) -> Harness {
         PlatformConfig::Sim {
             epc_bytes: epc,
             dev_dir: dev.clone(),
+            host_device: None,
         },
     );
     config.profile = profile;
