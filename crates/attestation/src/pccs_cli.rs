@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "CONFCOM_PCCS_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// Upstream PCS/PCCS base URL, e.g. https://api.trustedservices.intel.com/sgx/certification/v4
+    /// Upstream PCS/PCCS base URL, e.g. `https://api.trustedservices.intel.com/sgx/certification/v4`
     #[arg(long, env = "CONFCOM_PCCS_UPSTREAM")]
     pub upstream: Option<String>,
     /// Fill mode.

@@ -79,7 +79,7 @@ fn bad(name: &str, msg: &str) -> ExitCode {
     ExitCode::from(EXIT_BAD_QUOTE)
 }
 
-/// "invalid quote: <what> (field F, offset N)", without repeating what the message says.
+/// `"invalid quote: <what> (field F, offset N)"`, without repeating what the message says.
 fn quote_error_line(e: &QuoteError) -> String {
     let msg = e.to_string();
     let mut extra = Vec::new();
