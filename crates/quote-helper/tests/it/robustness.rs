@@ -255,3 +255,53 @@ fn responses_from_client_helpers_match_protocol() {
     let res = Response::GetQuoteSizeEx { quote_size: 1 };
     assert!(Response::decode(&res.encode(), aesm::RequestKind::GetQuoteEx).is_err());
 }
+
+/// Reads one response frame, then expects a clean end of stream (not a reset: the server
+/// consumes the whole request before closing, whichever path read it).
+fn read_response_then_eof(s: &mut UnixStream) -> Response {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut payload = vec![0u8; usize::try_from(u32::from_le_bytes(len)).unwrap()];
+    s.read_exact(&mut payload).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    Response::decode(&payload, aesm::RequestKind::GetQuoteEx).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_at_once_or_in_pieces_are_answered_and_closed_cleanly() {
+    let srv = start(8, Duration::from_secs(5)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let req = Request::GetQuoteEx {
+            report: app_report([3; 32], [4; 64]),
+            att_key_id: None,
+            qe_report_info: None,
+            buf_size: 8192,
+        };
+        let frame = aesm::frame::encode_frame(&req.encode()).unwrap();
+        // All at once (the request is waiting when the server accepts).
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(&frame).unwrap();
+        let Response::GetQuoteEx { quote, .. } = read_response_then_eof(&mut s) else {
+            panic!("not a quote");
+        };
+        assert_eq!(quote.len(), 8192);
+        // In pieces with pauses: the server first sees a partial frame, then the rest.
+        for cut in [2, 4, 100] {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(&frame[..cut]).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            s.write_all(&frame[cut..]).unwrap();
+            let Response::GetQuoteEx { quote, .. } = read_response_then_eof(&mut s) else {
+                panic!("not a quote");
+            };
+            assert_eq!(quote.len(), 8192, "cut at {cut}");
+        }
+    })
+    .await
+    .unwrap();
+    srv.stop().await;
+}
