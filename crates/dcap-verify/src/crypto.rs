@@ -1,7 +1,9 @@
 //! ECDSA P-256 / SHA-256 through aws-lc-rs, with an accept-all mode for fuzzing only.
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, EcdsaVerificationAlgorithm, UnparsedPublicKey,
+};
 
 use crate::error::{Item, VerifyError};
 
@@ -38,12 +40,7 @@ impl Crypto {
         sig: &[u8],
         item: Item,
     ) -> Result<(), VerifyError> {
-        if self.accept_all() {
-            return Ok(());
-        }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
-            .verify(msg, sig)
-            .map_err(|_| VerifyError::SignatureInvalid { item })
+        self.verify(&ECDSA_P256_SHA256_ASN1, key, msg, sig, item)
     }
 
     /// Verifies a raw r‖s ECDSA signature by `key` (uncompressed point).
@@ -54,10 +51,21 @@ impl Crypto {
         sig: &[u8],
         item: Item,
     ) -> Result<(), VerifyError> {
+        self.verify(&ECDSA_P256_SHA256_FIXED, key, msg, sig, item)
+    }
+
+    fn verify(
+        &self,
+        alg: &'static EcdsaVerificationAlgorithm,
+        key: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+        item: Item,
+    ) -> Result<(), VerifyError> {
         if self.accept_all() {
             return Ok(());
         }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        UnparsedPublicKey::new(alg, key)
             .verify(msg, sig)
             .map_err(|_| VerifyError::SignatureInvalid { item })
     }
