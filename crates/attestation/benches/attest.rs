@@ -36,7 +36,7 @@ fn testdata(rel: &str) -> PathBuf {
 /// Mean warm cost of one verification (µs), measured for ~1 s after a warm-up.
 fn verify_warm_us(quote: &[u8], bundle: &CollateralBundle) -> f64 {
     let v = DcapVerifier::new(dcap_verify::TrustAnchors::intel());
-    let c = attestation::collateral::PreparedCollateral::new(bundle.clone()).dcap;
+    let c = attestation::collateral::PreparedCollateral::new(bundle.clone()).bundle;
     let now = dcap_verify::UnixTime(u64::try_from(T_A).unwrap());
     for _ in 0..50 {
         v.inner().verify(quote, &c, now, v.policy()).unwrap();

@@ -167,9 +167,16 @@ impl CollateralClient {
             "QE identity issuer chain",
         )?;
         let pck_chain = chain(&pck_h, &[PCK_CRL_ISSUER_CHAIN], "PCK CRL issuer chain")?;
-        CollateralBundle::from_pcs(
-            &tcb_b, &tcb_chain, &qe_b, &qe_chain, &pck_b, &pck_chain, &root_b,
-        )
+        crate::collateral::from_pcs(dcap_verify::PcsResponses {
+            tcb_info: &tcb_b,
+            tcb_info_issuer_chain: tcb_chain.as_bytes(),
+            qe_identity: &qe_b,
+            qe_identity_issuer_chain: qe_chain.as_bytes(),
+            pck_crl: Some(&pck_b),
+            pck_crl_issuer_chain: pck_chain.as_bytes(),
+            root_ca_crl: Some(&root_b),
+            pck_certificate_chain: None,
+        })
         .map_err(|_| FetchError::Invalid { what: "collateral" })
     }
 
@@ -243,7 +250,7 @@ impl CollateralSource {
                         source,
                     })
                     .and_then(|bytes| {
-                        CollateralBundle::from_json(&bytes).map_err(|source| {
+                        crate::collateral::from_json(&bytes).map_err(|source| {
                             crate::pccs::ImportError::Collateral {
                                 path: p.display().to_string(),
                                 source,

@@ -93,95 +93,66 @@ impl CaType {
 }
 
 /// All collateral needed to verify one SGX quote, in dcap-qvl's JSON form
-/// (`tcb_info`/`qe_identity` are the exact signed texts; signatures and CRLs are hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollateralBundle {
-    /// Issuer chain of both PCK CRLs (PEM).
-    pub pck_crl_issuer_chain: String,
-    /// Root CA CRL (DER).
-    #[serde(with = "hex_bytes")]
-    pub root_ca_crl: Vec<u8>,
-    /// PCK CRL (DER).
-    #[serde(with = "hex_bytes")]
-    pub pck_crl: Vec<u8>,
-    /// TCB info signing chain (PEM).
-    pub tcb_info_issuer_chain: String,
-    /// The signed TCB info JSON text, exactly as Intel signed it.
-    pub tcb_info: String,
-    /// TCB info signature (r‖s).
-    #[serde(with = "hex_bytes")]
-    pub tcb_info_signature: Vec<u8>,
-    /// QE identity signing chain (PEM).
-    pub qe_identity_issuer_chain: String,
-    /// The signed QE identity JSON text.
-    pub qe_identity: String,
-    /// QE identity signature (r‖s).
-    #[serde(with = "hex_bytes")]
-    pub qe_identity_signature: Vec<u8>,
-}
+/// (`tcb_info`/`qe_identity` are the exact signed texts; signatures and CRLs are hex):
+/// `dcap-verify`'s model, with the PCCS helpers of [`CollateralExt`].
+pub type CollateralBundle = dcap_verify::Collateral;
 
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s.trim()).map_err(serde::de::Error::custom)
+/// Maps a `dcap-verify` collateral error into this module's error.
+fn malformed(what: &'static str) -> impl Fn(dcap_verify::VerifyError) -> Error {
+    move |e| Error::Malformed {
+        what,
+        reason: e.to_string(),
     }
 }
 
-impl CollateralBundle {
-    /// Parses dcap-qvl's JSON form.
-    pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Malformed {
+/// Parses dcap-qvl's JSON form.
+pub fn from_json(bytes: &[u8]) -> Result<CollateralBundle> {
+    CollateralBundle::from_json(bytes).map_err(|e| match e {
+        // Its reason is the JSON parser's message: the same text as before the merge.
+        dcap_verify::VerifyError::MalformedCollateral { reason, .. } => Error::Malformed {
             what: "collateral JSON",
-            reason: e.to_string(),
-        })
-    }
+            reason,
+        },
+        e => malformed("collateral JSON")(e),
+    })
+}
 
-    /// Serializes to dcap-qvl's JSON form.
-    #[must_use]
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+/// Builds a bundle from PCS responses (bodies and issuer chains); both CRLs are required
+/// and must decode to DER.
+pub fn from_pcs(r: dcap_verify::PcsResponses<'_>) -> Result<CollateralBundle> {
+    let b = CollateralBundle::from_pcs(r).map_err(malformed("PCS responses"))?;
+    if b.root_ca_crl.first() != Some(&0x30) {
+        return Err(Error::Crl { which: "root CA" });
     }
-
-    /// Builds a bundle from the four PCS responses (bodies and decoded issuer chains).
-    pub fn from_pcs(
-        tcb_body: &[u8],
-        tcb_chain: &str,
-        qe_body: &[u8],
-        qe_chain: &str,
-        pck_crl_body: &[u8],
-        pck_crl_chain: &str,
-        root_crl_body: &[u8],
-    ) -> Result<Self> {
-        let (tcb_info, tcb_info_signature) = split_signed(tcb_body, "tcbInfo")?;
-        let (qe_identity, qe_identity_signature) = split_signed(qe_body, "enclaveIdentity")?;
-        Ok(Self {
-            pck_crl_issuer_chain: pck_crl_chain.to_owned(),
-            root_ca_crl: decode_crl(root_crl_body).ok_or(Error::Crl { which: "root CA" })?,
-            pck_crl: decode_crl(pck_crl_body).ok_or(Error::Crl { which: "PCK" })?,
-            tcb_info_issuer_chain: tcb_chain.to_owned(),
-            tcb_info,
-            tcb_info_signature,
-            qe_identity_issuer_chain: qe_chain.to_owned(),
-            qe_identity,
-            qe_identity_signature,
-        })
+    if b.pck_crl.first() != Some(&0x30) {
+        return Err(Error::Crl { which: "PCK" });
     }
+    Ok(b)
+}
 
+/// What the PCCS and the attestation server read from a bundle besides verifying with it.
+pub trait CollateralExt {
     /// The PCS body of `GET /tcb` (`{"tcbInfo":…,"signature":"…"}`).
-    #[must_use]
-    pub fn tcb_info_body(&self) -> String {
+    fn tcb_info_body(&self) -> String;
+    /// The PCS body of `GET /qe/identity`.
+    fn qe_identity_body(&self) -> String;
+    /// The FMSPC of the TCB info (upper-case hex).
+    fn fmspc(&self) -> Result<String>;
+    /// Which PCK CA issued the PCK CRL.
+    fn ca_type(&self) -> Result<CaType>;
+    /// The earliest `nextUpdate` of all four pieces (UNIX seconds).
+    fn next_update(&self) -> Result<i64>;
+    /// The latest `issueDate`/`thisUpdate` of all pieces (UNIX seconds): the bundle is not
+    /// usable before it.
+    fn issued(&self) -> Result<i64>;
+}
+
+impl CollateralExt for CollateralBundle {
+    fn tcb_info_body(&self) -> String {
         signed_body("tcbInfo", &self.tcb_info, &self.tcb_info_signature)
     }
 
-    /// The PCS body of `GET /qe/identity`.
-    #[must_use]
-    pub fn qe_identity_body(&self) -> String {
+    fn qe_identity_body(&self) -> String {
         signed_body(
             "enclaveIdentity",
             &self.qe_identity,
@@ -189,21 +160,18 @@ impl CollateralBundle {
         )
     }
 
-    /// The FMSPC of the TCB info (upper-case hex).
-    pub fn fmspc(&self) -> Result<String> {
+    fn fmspc(&self) -> Result<String> {
         Ok(signed_info(&self.tcb_info, "TCB info")?
             .fmspc
             .to_ascii_uppercase())
     }
 
-    /// Which PCK CA issued the PCK CRL.
-    pub fn ca_type(&self) -> Result<CaType> {
+    fn ca_type(&self) -> Result<CaType> {
         let info = crl_info(&self.pck_crl).ok_or(Error::Crl { which: "PCK" })?;
         CaType::from_issuer_cn(&info.issuer_cn).ok_or(Error::Crl { which: "PCK" })
     }
 
-    /// The earliest `nextUpdate` of all four pieces (UNIX seconds).
-    pub fn next_update(&self) -> Result<i64> {
+    fn next_update(&self) -> Result<i64> {
         let tcb = signed_info(&self.tcb_info, "TCB info")?.next_update()?;
         let qe = signed_info(&self.qe_identity, "QE identity")?.next_update()?;
         let pck = crl_info(&self.pck_crl)
@@ -217,9 +185,7 @@ impl CollateralBundle {
         Ok(tcb.min(qe).min(pck).min(root))
     }
 
-    /// The latest `issueDate`/`thisUpdate` of all pieces (UNIX seconds): the bundle is not
-    /// usable before it.
-    pub fn issued(&self) -> Result<i64> {
+    fn issued(&self) -> Result<i64> {
         let tcb = signed_info(&self.tcb_info, "TCB info")?.issue_date()?;
         let qe = signed_info(&self.qe_identity, "QE identity")?.issue_date()?;
         Ok(tcb.max(qe))
@@ -230,10 +196,8 @@ impl CollateralBundle {
 /// collateral value, MAA's `x-ms-sgx-collateral` hashes and the expiry.
 #[derive(Debug, Clone)]
 pub struct PreparedCollateral {
-    /// The bundle.
+    /// The bundle, as `dcap-verify` takes it.
     pub bundle: CollateralBundle,
-    /// The same, as `dcap-verify` takes it.
-    pub dcap: dcap_verify::Collateral,
     /// `x-ms-sgx-collateral` without `quotehash` (hex SHA-256 of each input).
     pub hashes: serde_json::Map<String, serde_json::Value>,
     /// Earliest `nextUpdate` (UNIX seconds), if the dates parse.
@@ -267,24 +231,11 @@ impl PreparedCollateral {
         );
         hashes.insert("tcbinfocrlhash".into(), h(&bundle.pck_crl));
         hashes.insert("tcbinfohash".into(), h(bundle.tcb_info.as_bytes()));
-        let dcap = dcap_verify::Collateral {
-            pck_crl_issuer_chain: bundle.pck_crl_issuer_chain.clone(),
-            root_ca_crl: bundle.root_ca_crl.clone(),
-            pck_crl: bundle.pck_crl.clone(),
-            tcb_info_issuer_chain: bundle.tcb_info_issuer_chain.clone(),
-            tcb_info: bundle.tcb_info.clone(),
-            tcb_info_signature: bundle.tcb_info_signature.clone(),
-            qe_identity_issuer_chain: bundle.qe_identity_issuer_chain.clone(),
-            qe_identity: bundle.qe_identity.clone(),
-            qe_identity_signature: bundle.qe_identity_signature.clone(),
-            ..Default::default()
-        };
         let next_update = bundle.next_update().ok();
         let fmspc = bundle.fmspc().ok();
         let ca = bundle.ca_type().ok();
         Self {
             bundle,
-            dcap,
             hashes,
             next_update,
             fmspc,
@@ -300,7 +251,8 @@ fn signed_body(key: &str, inner: &str, sig: &[u8]) -> String {
     )
 }
 
-/// Splits a PCS signed body into the exact inner text and the signature bytes.
+/// Splits one PCS signed body into the exact inner text and the signature bytes (to check
+/// a single response; whole bundles are built by [`from_pcs`]).
 pub fn split_signed(body: &[u8], key: &'static str) -> Result<(String, Vec<u8>)> {
     let what = if key == "tcbInfo" {
         "TCB info body"
@@ -466,7 +418,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../testdata/dcap/dcap-qvl/sample/sgx_quote_collateral.json"
         );
-        CollateralBundle::from_json(&std::fs::read(p).unwrap()).unwrap()
+        from_json(&std::fs::read(p).unwrap()).unwrap()
     }
 
     #[test]
@@ -482,15 +434,19 @@ mod tests {
     #[test]
     fn pcs_round_trip_keeps_exact_texts() {
         let b = set_a();
-        let back = CollateralBundle::from_pcs(
-            b.tcb_info_body().as_bytes(),
-            &b.tcb_info_issuer_chain,
-            b.qe_identity_body().as_bytes(),
-            &b.qe_identity_issuer_chain,
-            &b.pck_crl,
-            &b.pck_crl_issuer_chain,
-            hex::encode(&b.root_ca_crl).as_bytes(),
-        )
+        let tcb = b.tcb_info_body();
+        let qe = b.qe_identity_body();
+        let root = hex::encode(&b.root_ca_crl);
+        let back = from_pcs(dcap_verify::PcsResponses {
+            tcb_info: tcb.as_bytes(),
+            tcb_info_issuer_chain: b.tcb_info_issuer_chain.as_bytes(),
+            qe_identity: qe.as_bytes(),
+            qe_identity_issuer_chain: b.qe_identity_issuer_chain.as_bytes(),
+            pck_crl: Some(&b.pck_crl),
+            pck_crl_issuer_chain: b.pck_crl_issuer_chain.as_bytes(),
+            root_ca_crl: Some(root.as_bytes()),
+            pck_certificate_chain: None,
+        })
         .unwrap();
         assert_eq!(back, b);
     }

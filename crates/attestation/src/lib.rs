@@ -22,7 +22,7 @@ pub mod token;
 pub mod verify;
 
 pub use clock::Clock;
-pub use collateral::{CaType, CollateralBundle};
+pub use collateral::{CaType, CollateralBundle, CollateralExt};
 
 /// The MAA-style JSON error body: `{"error":{"code":…,"message":…}}`.
 pub(crate) fn json_error(

@@ -733,7 +733,7 @@ pub fn import_paths(
                 path: p.display().to_string(),
                 source,
             })?;
-            CollateralBundle::from_json(&bytes).map_err(|source| ImportError::Collateral {
+            crate::collateral::from_json(&bytes).map_err(|source| ImportError::Collateral {
                 path: p.display().to_string(),
                 source,
             })?
@@ -847,10 +847,18 @@ pub fn read_pcs_dir(dir: &Path) -> Result<CollateralBundle, ImportError> {
     let (pck, pck_chain) = pck.ok_or_else(|| missing("no PCK CRL"))?;
     let pck_chain = pck_chain.ok_or_else(|| missing("no SGX-PCK-CRL-Issuer-Chain header"))?;
     let root = root.ok_or_else(|| missing("no root CA CRL"))?;
-    CollateralBundle::from_pcs(&tcb, &tcb_chain, &qe, &qe_chain, &pck, &pck_chain, &root).map_err(
-        |source| ImportError::Collateral {
-            path: dir.display().to_string(),
-            source,
-        },
-    )
+    crate::collateral::from_pcs(dcap_verify::PcsResponses {
+        tcb_info: &tcb,
+        tcb_info_issuer_chain: tcb_chain.as_bytes(),
+        qe_identity: &qe,
+        qe_identity_issuer_chain: qe_chain.as_bytes(),
+        pck_crl: Some(&pck),
+        pck_crl_issuer_chain: pck_chain.as_bytes(),
+        root_ca_crl: Some(&root),
+        pck_certificate_chain: None,
+    })
+    .map_err(|source| ImportError::Collateral {
+        path: dir.display().to_string(),
+        source,
+    })
 }

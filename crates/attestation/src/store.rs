@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::collateral::{
-    CaType, CollateralBundle, ENCLAVE_IDENTITY_ISSUER_CHAIN, PCK_CRL_ISSUER_CHAIN,
+    CaType, CollateralBundle, CollateralExt, ENCLAVE_IDENTITY_ISSUER_CHAIN, PCK_CRL_ISSUER_CHAIN,
     TCB_INFO_ISSUER_CHAIN, crl_info, encode_chain_header,
 };
 
@@ -288,7 +288,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../testdata/dcap/dcap-qvl/sample/sgx_quote_collateral.json"
         );
-        let b = CollateralBundle::from_json(&std::fs::read(p).unwrap()).unwrap();
+        let b = crate::collateral::from_json(&std::fs::read(p).unwrap()).unwrap();
         let keys = store.import_bundle(&b, 5).unwrap();
         assert_eq!(keys.len(), 4);
         let tcb = store.get(&key::tcb("00a067110000")).unwrap().unwrap();

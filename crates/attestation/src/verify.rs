@@ -181,7 +181,7 @@ impl QuoteVerifier for DcapVerifier {
         collateral: &PreparedCollateral,
         now: i64,
     ) -> Result<VerifiedQuote, VerifyFailure> {
-        let c = &collateral.dcap;
+        let c = &collateral.bundle;
         let now = dcap_verify::UnixTime(u64::try_from(now).unwrap_or(0));
         let v = self
             .inner

@@ -11,7 +11,7 @@ use attestation::Clock;
 use attestation::attest::{self, AttestState};
 use attestation::attest_client::{AttestRequest, Client};
 use attestation::client::{CollateralClient, CollateralSource, RetryPolicy};
-use attestation::collateral::{CaType, CollateralBundle, decode_chain_header};
+use attestation::collateral::{CaType, CollateralBundle, CollateralExt, decode_chain_header};
 use attestation::pccs::{self, Mode, PccsState};
 use attestation::store::Store;
 use attestation::token::KeyRing;
