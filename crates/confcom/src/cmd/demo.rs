@@ -152,7 +152,7 @@ async fn flow(args: &Args, demo: &mut Demo) -> anyhow::Result<()> {
     report_data[..32].copy_from_slice(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &runtime_data).as_ref(),
     );
-    let app_report = demo_report(report_data)?;
+    let app_report = demo_report(report_data);
     demo.done(format!(
         "QE target info {} B; REPORTDATA = SHA-256(runtime data) = {}",
         init.target_info.len(),
@@ -350,7 +350,7 @@ async fn start_services(
 }
 
 /// The demo enclave's REPORT: a fixed, recognisable identity, production mode (not debug).
-fn demo_report(report_data: [u8; 64]) -> anyhow::Result<Report> {
+fn demo_report(report_data: [u8; 64]) -> Report {
     let digest = |s: &str| {
         let mut out = [0u8; 32];
         out.copy_from_slice(
@@ -358,19 +358,21 @@ fn demo_report(report_data: [u8; 64]) -> anyhow::Result<Report> {
         );
         out
     };
-    let mut body = ReportBody::parse(&[0u8; 384])?;
-    body.mr_enclave = MrEnclave(digest("confcom demo enclave"));
-    body.mr_signer = MrSigner(digest("confcom demo signer"));
-    body.attributes = Attributes {
-        flags: Attributes::INIT | Attributes::MODE64BIT,
-        xfrm: 0x3,
+    let body = ReportBody {
+        mr_enclave: MrEnclave(digest("confcom demo enclave")),
+        mr_signer: MrSigner(digest("confcom demo signer")),
+        attributes: Attributes {
+            flags: Attributes::INIT | Attributes::MODE64BIT,
+            xfrm: 0x3,
+        },
+        isv_prod_id: 1,
+        isv_svn: 1,
+        report_data: ReportData(report_data),
+        ..ReportBody::default()
     };
-    body.isv_prod_id = 1;
-    body.isv_svn = 1;
-    body.report_data = ReportData(report_data);
-    Ok(Report {
+    Report {
         body,
         key_id: [0; 32],
         mac: [0; 16],
-    })
+    }
 }
