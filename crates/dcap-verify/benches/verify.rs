@@ -1,6 +1,7 @@
 //! `cargo bench -p dcap-verify`: this verifier cold (fresh `Verifier`) and warm (cache populated), dcap-qvl's
 //! `verify`, and one bare ECDSA P-256 verification with aws-lc-rs, all on set A's real quote. Prints one line:
-//! `verify-bench: cold_us=… warm_us=… dcap_qvl_us=… ecdsa_us=… warm_speedup=… cold_speedup=… warm_floor_ratio=…`.
+//! `verify-bench: cold_us=… warm_us=… dcap_qvl_us=… ecdsa_us=… warm_speedup=… cold_speedup=… warm_floor_ratio=…`,
+//! followed by `cold_serial_us=… cold_serial_speedup=…`: the cold run with the helper thread turned off (one core).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
@@ -75,6 +76,11 @@ fn main() {
         let v = Verifier::new(TrustAnchors::intel());
         black_box(v.verify(&quote, &collateral, now, &policy).unwrap());
     };
+    // The same cold run without the helper thread (one core), printed as an extra field.
+    let mut cold_serial_f = || {
+        let v = Verifier::new(TrustAnchors::intel()).with_parallel_cold_path(false);
+        black_box(v.verify(&quote, &collateral, now, &policy).unwrap());
+    };
     let mut warm_f = || {
         black_box(
             warm_verifier
@@ -93,28 +99,36 @@ fn main() {
     // Warm-up, then interleaved rounds so that every measurement sees the same machine load.
     for f in [
         &mut cold_f as &mut dyn FnMut(),
+        &mut cold_serial_f,
         &mut warm_f,
         &mut qvl_f,
         &mut ecdsa_f,
     ] {
         batch(20, f);
     }
-    let (mut cold, mut warm, mut dcap, mut ecdsa) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cold, mut cold_serial, mut warm, mut dcap, mut ecdsa) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
         cold.push(batch(30, &mut cold_f));
+        cold_serial.push(batch(30, &mut cold_serial_f));
         dcap.push(batch(30, &mut qvl_f));
         warm.push(batch(150, &mut warm_f));
         ecdsa.push(batch(150, &mut ecdsa_f));
     }
-    let (cold, warm, dcap_qvl_us, ecdsa) =
-        (median(cold), median(warm), median(dcap), median(ecdsa));
+    let (cold, cold_serial, warm, dcap_qvl_us, ecdsa) = (
+        median(cold),
+        median(cold_serial),
+        median(warm),
+        median(dcap),
+        median(ecdsa),
+    );
 
     println!(
         "verify-bench: cold_us={cold:.1} warm_us={warm:.1} dcap_qvl_us={dcap_qvl_us:.1} ecdsa_us={ecdsa:.1} \
-         warm_speedup={:.2} cold_speedup={:.2} warm_floor_ratio={:.2}",
+         warm_speedup={:.2} cold_speedup={:.2} warm_floor_ratio={:.2} cold_serial_us={cold_serial:.1} cold_serial_speedup={:.2}",
         dcap_qvl_us / warm,
         dcap_qvl_us / cold,
         warm / (2.0 * ecdsa),
+        dcap_qvl_us / cold_serial,
     );
 }

@@ -22,6 +22,7 @@ mod crypto;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod helper;
 mod policy;
 mod tcb;
 mod verdict;

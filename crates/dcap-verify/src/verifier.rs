@@ -156,19 +156,30 @@ fn chain_windows(chain: &Chain, leaf: Item) -> Vec<Window> {
         .collect()
 }
 
+/// Whether this process may run on more than one CPU (asked once: the answer reads cgroup files).
+fn several_cpus() -> bool {
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Verifies quotes against collateral. `Send + Sync`; share one per process to benefit from its cache.
 pub struct Verifier {
+    inner: Arc<Inner>,
+    parallel: bool,
+}
+
+/// The trust anchors and the cache, shared with the cold-path helper thread.
+struct Inner {
     anchors: TrustAnchors,
     crypto: Crypto,
     hasher: RandomState,
-    parallel: bool,
     cache: RwLock<Cache>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("anchors", &self.anchors)
+            .field("anchors", &self.inner.anchors)
             .finish_non_exhaustive()
     }
 }
@@ -176,39 +187,31 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier trusting `anchors`, with an empty cache.
     pub fn new(anchors: TrustAnchors) -> Verifier {
+        Verifier::with_crypto(anchors, Crypto::default())
+    }
+
+    fn with_crypto(anchors: TrustAnchors, crypto: Crypto) -> Verifier {
         Verifier {
-            anchors,
-            crypto: Crypto::default(),
-            hasher: RandomState::new(),
-            parallel: false,
-            cache: RwLock::new(Cache::default()),
+            inner: Arc::new(Inner {
+                anchors,
+                crypto,
+                hasher: RandomState::new(),
+                cache: RwLock::new(Cache::default()),
+            }),
+            parallel: several_cpus(),
         }
     }
 
     /// A verifier that accepts every signature, so fuzzers reach TCB evaluation. Never use it outside fuzzing.
     #[cfg(feature = "dangerous-fuzzing")]
     pub fn dangerous_accept_all_signatures(anchors: TrustAnchors) -> Verifier {
-        Verifier {
-            anchors,
-            crypto: Crypto { accept_all: true },
-            hasher: RandomState::new(),
-            parallel: false,
-            cache: RwLock::new(Cache::default()),
-        }
+        Verifier::with_crypto(anchors, Crypto { accept_all: true }).with_parallel_cold_path(false)
     }
 
-    /// Sampled hash of `b`: its length and up to [`KEY_SAMPLE`] bytes from each end.
-    fn key_hash(&self, b: &[u8]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write_usize(b.len());
-        h.write(b.get(..KEY_SAMPLE).unwrap_or(b));
-        h.write(b.get(b.len().saturating_sub(KEY_SAMPLE)..).unwrap_or(b));
-        h.finish()
-    }
-
-    /// Whether the cold path (collateral not yet cached) verifies the TCB info, QE identity and root CRL signatures on
-    /// a scoped helper thread, in parallel with the PCK chain, PCK CRL and quote signatures. Default: off (on a
-    /// loaded machine the helper waits for a core and the cold path gets slower; turn it on where cores are free).
+    /// Whether the cold path (collateral not yet cached) hands the TCB info, QE identity and root CRL signatures to a
+    /// persistent helper thread while the caller checks the PCK chain, the PCK CRL and the quote signatures. The
+    /// caller takes the work back if the helper has not started it by then, so a loaded machine costs one wake-up,
+    /// never a wait for a core. Default: on when the machine has more than one CPU.
     #[must_use]
     pub fn with_parallel_cold_path(mut self, on: bool) -> Verifier {
         self.parallel = on;
@@ -217,12 +220,12 @@ impl Verifier {
 
     /// The trust anchors.
     pub fn anchors(&self) -> &TrustAnchors {
-        &self.anchors
+        &self.inner.anchors
     }
 
     /// Drops every cached item.
     pub fn clear_cache(&self) {
-        if let Ok(mut c) = self.cache.write() {
+        if let Ok(mut c) = self.inner.cache.write() {
             *c = Cache::default();
         }
     }
@@ -235,6 +238,29 @@ impl Verifier {
         collateral: &Collateral,
         now: UnixTime,
         policy: &Policy,
+    ) -> Result<Verdict, VerifyError> {
+        self.inner
+            .verify(quote, collateral, now, policy, self.parallel)
+    }
+}
+
+impl Inner {
+    /// Sampled hash of `b`: its length and up to [`KEY_SAMPLE`] bytes from each end.
+    fn key_hash(&self, b: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write_usize(b.len());
+        h.write(b.get(..KEY_SAMPLE).unwrap_or(b));
+        h.write(b.get(b.len().saturating_sub(KEY_SAMPLE)..).unwrap_or(b));
+        h.finish()
+    }
+
+    fn verify(
+        self: &Arc<Self>,
+        quote: &[u8],
+        collateral: &Collateral,
+        now: UnixTime,
+        policy: &Policy,
+        parallel: bool,
     ) -> Result<Verdict, VerifyError> {
         let mut clock = Clock {
             now,
@@ -323,28 +349,39 @@ impl Verifier {
             && self.root_crl_cached(collateral)
         {
             (None, (Ok(t), Ok(i)))
-        } else if !self.parallel {
+        } else if !parallel {
             (None, signed())
         } else {
-            std::thread::scope(|s| {
-                let helper = s.spawn(|| {
-                    let r = signed();
-                    self.prefetch_root_crl(collateral, now);
-                    r
-                });
-                let q = verify_quote_sig();
-                let mut qe_sig = None;
-                if let Ok(pck) = self.pck_entry(pck_pem, now) {
-                    if !collateral.pck_crl.is_empty() {
-                        self.prefetch_crl(&collateral.pck_crl, Item::PckCrl, &[&pck.ca_key], now);
-                    }
-                    qe_sig = Some(verify_qe_sig(&pck));
+            let (inner, c) = (Arc::clone(self), collateral.clone());
+            let helper = crate::helper::offload(move || {
+                let r = (
+                    inner.signed_entry::<TcbInfo>(
+                        &c.tcb_info,
+                        &c.tcb_info_signature,
+                        &c.tcb_info_issuer_chain,
+                        Item::TcbInfo,
+                        now,
+                    ),
+                    inner.signed_entry::<QeIdentity>(
+                        &c.qe_identity,
+                        &c.qe_identity_signature,
+                        &c.qe_identity_issuer_chain,
+                        Item::QeIdentity,
+                        now,
+                    ),
+                );
+                inner.prefetch_root_crl(&c, now);
+                r
+            });
+            let q = verify_quote_sig();
+            let mut qe_sig = None;
+            if let Ok(pck) = self.pck_entry(pck_pem, now) {
+                if !collateral.pck_crl.is_empty() {
+                    self.prefetch_crl(&collateral.pck_crl, Item::PckCrl, &[&pck.ca_key], now);
                 }
-                match helper.join() {
-                    Ok(r) => (Some((q, qe_sig)), r),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            })
+                qe_sig = Some(verify_qe_sig(&pck));
+            }
+            (Some((q, qe_sig)), helper.join())
         };
 
         let pck = self.pck_entry(pck_pem, now)?;

@@ -39,6 +39,7 @@ fn parallel_cold_path_gives_the_same_verdicts_and_errors() {
     for set in common::all_sets() {
         let t = set.time();
         let seq = Verifier::new(set.anchors.clone())
+            .with_parallel_cold_path(false)
             .verify(&set.quote, &set.collateral, t, &set.policy())
             .unwrap();
         let par = Verifier::new(set.anchors.clone()).with_parallel_cold_path(true);
