@@ -333,7 +333,9 @@ def test_device_plugin_daemonset() -> None:
     ds = one(objs, "DaemonSet", "device-plugin")
     spec = pod_spec(ds)
     args = _args(ds)
-    assert args[0] == "device-plugin"
+    # The plugin's own binary, not `confcom device-plugin`: no subcommand word in the args.
+    assert spec["containers"][0]["command"] == ["/usr/local/bin/confcom-device-plugin"]
+    assert args[0].startswith("--") and "device-plugin" not in args
     assert "--platform=host" in args and "--register-node" in args
     assert "--kubelet-dir=/var/lib/kubelet/device-plugins" in args
     assert "--probe-addr=0.0.0.0:9100" in args and "--dev-root=/host/dev" in args
@@ -645,7 +647,7 @@ def test_samples_request_epc_as_the_docs_say() -> None:
 # --- container image -----------------------------------------------------------------
 
 
-def test_dockerfile_builds_one_binary_into_a_small_nonroot_image() -> None:
+def test_dockerfile_builds_the_binaries_into_a_small_nonroot_image() -> None:
     text = (chartlib.REPO / "Dockerfile").read_text()
     stages = [line.split() for line in text.splitlines() if line.startswith("FROM ")]
     names = [s[-1] for s in stages]
@@ -654,8 +656,22 @@ def test_dockerfile_builds_one_binary_into_a_small_nonroot_image() -> None:
     # The default image (the last stage) is distroless and non-root; Intel's libraries
     # only come with the dcap target.
     assert stages[-1][1] == "gcr.io/distroless/cc-debian12:nonroot"
-    assert "cargo build --release --locked -p confcom" in text
+    # The `dist` profile (root Cargo.toml) builds `confcom`, `dist-small` the device plugin's own
+    # binary (the one that stays resident on every node).
+    assert "cargo build --profile dist --locked -p confcom " in text
+    assert "cargo build --profile dist-small --locked -p device-plugin --bin confcom-device-plugin" in text
+    cargo_toml = (chartlib.REPO / "Cargo.toml").read_text()
+    assert re.search(r"^\[profile\.dist\]$", cargo_toml, re.MULTILINE)
+    assert re.search(r"^\[profile\.dist-small\]$", cargo_toml, re.MULTILINE)
+    assert "install -D -m 0755 target/dist/confcom /out/confcom" in text
+    assert "install -D -m 0755 target/dist-small/confcom-device-plugin /out/confcom-device-plugin" in text
+    assert set(IMAGE_BINARIES) == {"confcom", "confcom-device-plugin"}
     runtime = text[text.index("AS runtime"):]
+    # Both runtime stages carry every binary the chart starts.
+    for stage in (text[text.index("AS dcap"):text.index("AS runtime")], runtime):
+        copied = re.search(r"^COPY --from=build ((?:/out/\S+ )+)/usr/local/bin/$", stage, re.MULTILINE)
+        assert copied, stage
+        assert copied.group(1).split() == [f"/out/{n}" for n in IMAGE_BINARIES]
     assert "libsgx" not in runtime and "USER 65532" in runtime
     assert 'ENTRYPOINT ["/usr/local/bin/confcom"]' in runtime
     assert "libsgx-dcap-ql" in text[text.index("AS dcap"):text.index("AS runtime")]
@@ -666,6 +682,9 @@ def test_dockerfile_builds_one_binary_into_a_small_nonroot_image() -> None:
 
 
 # --- the chart's flags exist in the binary ---------------------------------------------
+
+# What the image installs into /usr/local/bin; `confcom` is its entrypoint.
+IMAGE_BINARIES = ["confcom", "confcom-device-plugin"]
 
 
 def _confcom_binary() -> str | None:
@@ -678,9 +697,40 @@ def _confcom_binary() -> str | None:
     return None
 
 
-def _chart_invocations() -> dict[tuple[str, ...], set[str]]:
-    """Subcommand path -> every --flag the chart passes to it (all scenarios)."""
-    found: dict[tuple[str, ...], set[str]] = {}
+def _program(c: dict[str, Any]) -> str:
+    """The image binary a container runs: the one its `command` names, else the entrypoint."""
+    if "command" not in c:
+        return "confcom"
+    command = c["command"]
+    assert len(command) == 1 and command[0].startswith("/usr/local/bin/"), command
+    name = command[0].removeprefix("/usr/local/bin/")
+    assert name in IMAGE_BINARIES, f"{c['name']} runs {command[0]}, which the image does not install"
+    return name
+
+
+def _binary_for(c: dict[str, Any]) -> str:
+    """The local build of the binary a container runs: `confcom`, or a sibling of it (same
+    directory, e.g. target/debug/confcom-device-plugin)."""
+    import os
+    from pathlib import Path
+
+    binary = _confcom_binary()
+    if binary is None:
+        pytest.fail("no confcom binary: run `cargo build -p confcom` first, or set CONFCOM_BIN")
+    name = _program(c)
+    if name == "confcom":
+        return binary
+    sibling = Path(binary).parent / name
+    if not os.access(sibling, os.X_OK):
+        pytest.fail(f"no {sibling} (the {c['name']} container runs it): "
+                    "run `cargo build -p device-plugin --bins` first")
+    return str(sibling)
+
+
+def _chart_invocations() -> dict[tuple[str, ...], tuple[dict[str, Any], set[str]]]:
+    """Binary and subcommand path -> a container running it, and every --flag the chart
+    passes to it (all scenarios)."""
+    found: dict[tuple[str, ...], tuple[dict[str, Any], set[str]]] = {}
     for scenario in SCENARIOS:
         for obj in render(scenario):
             spec = pod_spec(obj)
@@ -690,28 +740,27 @@ def _chart_invocations() -> dict[tuple[str, ...], set[str]]:
                 args = c.get("args", [])
                 sub = tuple(a for a in args[:2] if not a.startswith("-"))
                 flags = {a.split("=", 1)[0] for a in args if a.startswith("--")}
-                found.setdefault(sub, set()).update(flags)
+                found.setdefault((_program(c), *sub), (c, set()))[1].update(flags)
     return found
 
 
 def test_chart_passes_only_flags_the_binary_knows() -> None:
     import subprocess
 
-    binary = _confcom_binary()
-    if binary is None:
-        pytest.fail("no confcom binary: run `cargo build -p confcom` first, or set CONFCOM_BIN")
     invocations = _chart_invocations()
     assert set(invocations) == {
-        ("device-plugin",), ("quote-helper",), ("webhook",), ("pccs", "serve"),
-        ("attest", "serve"), ("sim", "export"),
+        ("confcom-device-plugin",), ("confcom", "quote-helper"), ("confcom", "webhook"),
+        ("confcom", "pccs", "serve"), ("confcom", "attest", "serve"), ("confcom", "sim", "export"),
     }
     missing = []
-    for sub, flags in sorted(invocations.items()):
-        out = subprocess.run([binary, *sub, "--help"], capture_output=True, text=True, timeout=30, check=False)
-        assert out.returncode == 0, f"confcom {' '.join(sub)} --help: {out.stderr}"
+    for (program, *sub), (c, flags) in sorted(invocations.items(), key=lambda kv: kv[0]):
+        shown = " ".join([program, *sub])
+        out = subprocess.run([_binary_for(c), *sub, "--help"], capture_output=True, text=True, timeout=30,
+                             check=False)
+        assert out.returncode == 0, f"{shown} --help: {out.stderr}"
         for flag in sorted(flags):
             if not re.search(rf"(^|[\s,]){re.escape(flag)}([\s=<\[,]|$)", out.stdout, re.MULTILINE):
-                missing.append(f"confcom {' '.join(sub)} {flag}")
+                missing.append(f"{shown} {flag}")
     assert not missing, "flags the chart passes but the binary does not know:\n" + "\n".join(missing)
 
 
@@ -749,8 +798,9 @@ def _wait_http(url: str, proc: Any, ca: str | None = None, timeout: float = 20.0
 
 @pytest.mark.parametrize("scenario", ["default", "simulation"])
 def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: Any) -> None:
-    """Runs each service container of a render with its exact args (paths moved under a
-    temp dir, listeners moved to free loopback ports) and waits for /healthz."""
+    """Runs each service container of a render, with the binary its command names (else
+    `confcom`) and its exact args (paths moved under a temp dir, listeners moved to free
+    loopback ports), and waits for /healthz."""
     import base64
     import subprocess
 
@@ -797,7 +847,7 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             for c in containers(spec):
                 place(spec, c)
             for c in spec.get("initContainers", []):
-                out = subprocess.run([binary, *[rewrite(a, {}) for a in c["args"]]], env=env,
+                out = subprocess.run([_binary_for(c), *[rewrite(a, {}) for a in c["args"]]], env=env,
                                      capture_output=True, text=True, timeout=60, check=False)
                 assert out.returncode == 0, f"{c['name']}: {out.stderr}"
             c = spec["containers"][0]
@@ -807,7 +857,8 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
                 # Outside a cluster: no kubelet to register with, no API server for the registrar.
                 args = [a for a in args if a != "--register-node"]
             log = open(tmp_path / f"{c['name']}.log", "w")
-            p = subprocess.Popen([binary, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+            # The binary the container's command names (the device plugin's own), else `confcom`.
+            p = subprocess.Popen([_binary_for(c), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append((c["name"], p, log))
             if "--backend=dcap" in args:
                 # No SGX and no Intel libraries here: it must refuse to start, saying what is missing.

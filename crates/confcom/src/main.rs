@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Quote(a) => cmd::quote::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Detect(a) => cmd::detect::run(a),
-        Command::DevicePlugin(a) => cmd::serve(|| device_plugin::cli::run(a)),
+        Command::DevicePlugin(a) => cmd::serve_on_one_thread(|| device_plugin::cli::run(a)),
         Command::QuoteHelper(a) => cmd::serve(|| quote_helper::cli::run(a)),
         Command::Sim(a) => cmd::sim::run(a),
         Command::Webhook(a) => cmd::serve(|| webhook::cli::run(a)),

@@ -6,10 +6,11 @@
 //!   (262,144 MiB devices), built and protobuf-encoded (median of 5);
 //! - `allocate_p99_us`: p99 latency of `Allocate` (one container, one enclave device) called
 //!   by the in-process kubelet over the unix socket, 2,000 calls after 200 warm-up calls;
-//! - `rss_idle_mib`: `VmRSS` of a running `confcom device-plugin --platform sim` process
-//!   (256 GiB simulated EPC, default profile) registered with the in-process kubelet, after
-//!   1 s idle. The binary is `$CONFCOM_BIN`, else `target/release/confcom` next to this
-//!   benchmark (built with `cargo build --release -p confcom` when missing).
+//! - `rss_idle_mib`: `VmRSS` of a running `confcom-device-plugin --platform sim` process (the
+//!   binary the DaemonSet runs; 256 GiB simulated EPC, default profile) registered with the
+//!   in-process kubelet, after 1 s idle. The binary is `$CONFCOM_BIN` (a path ending in
+//!   `confcom` runs `confcom device-plugin`), else `target/dist-small/confcom-device-plugin`, built
+//!   first with `cargo build --profile dist-small -p device-plugin --bin confcom-device-plugin`.
 //!
 //! Targets (issue 5): `rss_idle_mib <= 8`, `allocate_p99_us <= 500`. Nothing is asserted.
 
@@ -94,31 +95,36 @@ async fn allocate_p99(tmp: &std::path::Path) -> f64 {
     lat[lat.len() * 99 / 100]
 }
 
-fn confcom_bin() -> Option<PathBuf> {
+/// The binary the DaemonSet runs: `$CONFCOM_BIN`, else `target/dist-small/confcom-device-plugin`, (re)built
+/// here with `cargo build --profile dist-small` (a no-op when it is up to date).
+fn plugin_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CONFCOM_BIN") {
         return Some(PathBuf::from(p));
     }
-    // target/release/deps/device_plugin-… → target/release/confcom
+    // target/release/deps/device_plugin-… → target/dist-small/confcom-device-plugin
     let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?.to_owned();
-    let bin = profile_dir.join("confcom");
-    if !bin.exists() {
-        eprintln!(
-            "device-plugin-bench: building {} (cargo build --release -p confcom)",
-            bin.display()
-        );
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--release", "-p", "confcom", "--bin", "confcom"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            return None;
-        }
-    }
-    bin.exists().then_some(bin)
+    let target_dir = exe.parent()?.parent()?.parent()?.to_owned();
+    let bin = target_dir.join("dist-small").join("confcom-device-plugin");
+    eprintln!(
+        "device-plugin-bench: cargo build --profile dist-small -p device-plugin --bin confcom-device-plugin"
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let ok = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            "dist-small",
+            "-p",
+            "device-plugin",
+            "--bin",
+            "confcom-device-plugin",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    (ok && bin.exists()).then_some(bin)
 }
 
 /// A `/proc/PID/status` field in KiB (`VmRSS`, `RssAnon`, `RssFile`).
@@ -131,13 +137,19 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 async fn rss_idle(tmp: &std::path::Path) -> Option<f64> {
-    let bin = confcom_bin()?;
+    let bin = plugin_bin()?;
+    // `confcom device-plugin …` (the all-in-one binary, via CONFCOM_BIN) takes the subcommand word.
+    let sub: &[&str] = if bin.file_name().is_some_and(|n| n == "confcom") {
+        &["device-plugin"]
+    } else {
+        &[]
+    };
     let dir = tmp.join("proc");
     std::fs::create_dir_all(&dir).unwrap();
     let kubelet = FakeKubelet::start(&dir).await.unwrap();
     let mut child = Command::new(&bin)
+        .args(sub)
         .args([
-            "device-plugin",
             "--platform",
             "sim",
             "--sim-epc",

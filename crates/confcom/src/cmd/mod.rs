@@ -24,3 +24,18 @@ where
         .build()?;
     rt.block_on(f())
 }
+
+/// Like [`serve`], on one thread: for the device plugin, whose work is a few gRPC calls from the
+/// kubelet, so that its footprint does not grow with the node's CPU count (as
+/// `confcom-device-plugin` does).
+pub fn serve_on_one_thread<F, Fut>(f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    confcom_runtime::init_tracing();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f())
+}
