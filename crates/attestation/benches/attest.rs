@@ -1,10 +1,14 @@
 //! Load benchmark of `POST /attest/SgxEnclave` on loopback with the real set-A quote and a
 //! warm collateral cache (our PCCS, offline import → attestation server with a PCCS URL),
 //! against the verifier's own warm cost measured in the same run. Prints
-//! `attest-bench: rps=… p99_ms=… verify_warm_us=… efficiency=…` (cores = 2).
+//! `attest-bench: rps=… p99_ms=… verify_warm_us=… efficiency=…` (cores = 2), then
+//! `server_cpu_us_per_req=… server_efficiency=…`: the CPU time the server's threads spent per
+//! request (from `/proc/self/task/*/schedstat`) and `verify_warm_us / server_cpu_us_per_req`,
+//! the share of the server's own CPU that goes to verification.
 //!
-//! The load generator is a minimal HTTP/1.1 keep-alive client over raw TCP so that it
-//! spends as little of the 2 shared cores as possible.
+//! The load generator is a minimal HTTP/1.1 keep-alive client over raw TCP, run in a child
+//! process (this binary with `ATTEST_BENCH_CLIENT` set) so that its CPU is not counted as the
+//! server's; it still shares the 2 cores, which is what `efficiency` includes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
@@ -94,15 +98,73 @@ async fn one_connection(
     lat_us
 }
 
-/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
-fn process_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Clock ticks are 100 Hz on Linux.
-    (ticks(11) + ticks(12)) / 100.0
+/// CPU time (ns) consumed so far by all live threads of this process (`/proc/self/task/*/schedstat`).
+fn process_cpu_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Load generator side, in a child process: `ATTEST_BENCH_CLIENT=addr,connections,millis`,
+/// request bytes on stdin; prints the latencies (µs), one per line.
+fn client_main(spec: &str) {
+    use std::io::{Read, Write};
+    let mut parts = spec.split(',');
+    let addr: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+    let connections: usize = parts.next().unwrap().parse().unwrap();
+    let millis: u64 = parts.next().unwrap().parse().unwrap();
+    let mut request = Vec::new();
+    std::io::stdin().read_to_end(&mut request).unwrap();
+    let request = Arc::new(request);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let until = Instant::now() + Duration::from_millis(millis);
+    let all = rt.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| tokio::spawn(one_connection(addr, request.clone(), until)))
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for l in all {
+        writeln!(out, "{l}").unwrap();
+    }
+}
+
+/// Runs the load generator in a child process for `millis`; returns its latencies (µs).
+fn run_client(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    connections: usize,
+    millis: u64,
+) -> Vec<u32> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(
+            "ATTEST_BENCH_CLIENT",
+            format!("{addr},{connections},{millis}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "load generator failed: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
 }
 
 fn time_us(mut f: impl FnMut()) -> f64 {
@@ -165,6 +227,10 @@ fn breakdown(quote: &[u8], bundle: &CollateralBundle, debug: bool) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("ATTEST_BENCH_CLIENT") {
+        client_main(&spec);
+        return;
+    }
     let quote = std::fs::read(testdata("dcap-qvl/sample/sgx_quote")).unwrap();
     let bundle = CollateralBundle::from_json(
         &std::fs::read(testdata("dcap-qvl/sample/sgx_quote_collateral.json")).unwrap(),
@@ -186,7 +252,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (rps, p99_ms) = rt.block_on(async {
+    let (rps, p99_ms, server_cpu_us) = rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         pccs::import_paths(
@@ -228,52 +294,48 @@ fn main() {
             "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&quote),
         })
         .to_string();
-        let request = Arc::new(
-            format!(
-                "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: {addr}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-        );
-        // Warm the collateral cache and the verifier's cache.
-        one_connection(
-            addr,
-            request.clone(),
-            Instant::now() + Duration::from_millis(300),
+        let request = format!(
+            "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
-        .await;
+        .into_bytes();
+        // Warm the collateral cache and the verifier's cache.
+        let warm = request.clone();
+        tokio::task::spawn_blocking(move || run_client(addr, &warm, 1, 300))
+            .await
+            .unwrap();
 
-        let cpu0 = process_cpu_secs();
+        let cpu0 = process_cpu_ns();
         let start = Instant::now();
-        let until = start + DURATION;
-        let tasks: Vec<_> = (0..CONNECTIONS)
-            .map(|_| tokio::spawn(one_connection(addr, request.clone(), until)))
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
+        let mut all = tokio::task::spawn_blocking(move || {
+            run_client(
+                addr,
+                &request,
+                CONNECTIONS,
+                u64::try_from(DURATION.as_millis()).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
         let elapsed = start.elapsed().as_secs_f64();
-        let cpu = (process_cpu_secs() - cpu0) / elapsed;
-        let cpu_us = cpu * elapsed * 1e6 / all.len() as f64;
-        eprintln!(
-            "attest-bench: process CPU during load = {cpu:.2} of {CORES} cores (the machine is \
-             shared); {cpu_us:.0} us CPU per request (server + load generator + loopback \
-             kernel time) vs {verify_us:.0} us for verification alone \
-             (per-CPU efficiency {:.2}); {} requests",
-            verify_us / cpu_us,
-            all.len()
-        );
+        // The server's threads (and this process's idle main thread), not the load generator.
+        let server_cpu_us = (process_cpu_ns() - cpu0) as f64 / 1e3 / all.len() as f64;
         all.sort_unstable();
         let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-        (all.len() as f64 / elapsed, f64::from(p99) / 1000.0)
+        (
+            all.len() as f64 / elapsed,
+            f64::from(p99) / 1000.0,
+            server_cpu_us,
+        )
     });
     let efficiency = rps * verify_us / 1e6 / CORES;
     if std::env::var_os("ATTEST_BENCH_BREAKDOWN").is_some() {
         breakdown(&quote, &bundle, debug);
     }
     println!(
-        "attest-bench: rps={rps:.0} p99_ms={p99_ms:.2} verify_warm_us={verify_us:.1} efficiency={efficiency:.2}"
+        "attest-bench: rps={rps:.0} p99_ms={p99_ms:.2} verify_warm_us={verify_us:.1} efficiency={efficiency:.2} \
+         server_cpu_us_per_req={server_cpu_us:.1} server_efficiency={:.2}",
+        verify_us / server_cpu_us
     );
 }
