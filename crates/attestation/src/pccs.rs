@@ -1,6 +1,9 @@
 //! PCCS-compatible collateral service: Intel PCS/PCCS v3 and v4 routes
 //! (`/sgx/certification/v4/{tcb,qe/identity,qve/identity,pckcrl,rootcacrl,crl,pckcert}`) served
 //! from the embedded [`Store`], filled lazily from an upstream PCS/PCCS or by offline import.
+//! The offline import takes collateral (dcap-qvl JSON, PCS response directories) and PCK
+//! certificates from quotes with certification data type 5 ([`pck_cert_from_quote`]), which
+//! `pckcert` then serves for the quote's platform whatever the `encrypted_ppid`.
 //!
 //! Freshness: an entry is *fresh* until `nextUpdate - refresh_margin`, *stale* until
 //! `nextUpdate` (refreshed from upstream when possible, else served with a `Warning`
@@ -26,7 +29,7 @@ use crate::clock::Clock;
 use crate::collateral::{
     CaType, CollateralBundle, ENCLAVE_IDENTITY_ISSUER_CHAIN, PCK_CERT_ISSUER_CHAIN,
     PCK_CRL_ISSUER_CHAIN, SGX_TCB_INFO_ISSUER_CHAIN, TCB_INFO_ISSUER_CHAIN, crl_info, decode_crl,
-    signed_info,
+    encode_chain_header, signed_info,
 };
 use crate::store::{CT_CRL, CT_JSON, CT_PEM, Entry, Store, key};
 
@@ -706,19 +709,45 @@ async fn pckcert(
         return Error::BadRequest("cpusvn, pcesvn and pceid are required").into_response();
     }
     let canon = canon.join("&");
+    let k = match pck_cert_key(&s, &q, &canon) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
     serve_entry(
-        lookup(
-            &s,
-            &key::pck_cert(&canon),
-            UpstreamReq::PckCert(canon.clone()),
-        )
-        .await,
+        lookup(&s, &k, UpstreamReq::PckCert(canon.clone())).await,
         Api::V4,
     )
 }
 
-/// Imports FILEs into a store: dcap-qvl collateral JSON files, or directories of PCS
-/// responses (see [`read_pcs_dir`]). Returns the keys written.
+/// The store key that answers a `pckcert` query: the entry stored for the exact canonical
+/// query if there is one (fetched from upstream earlier), else the certificate imported for
+/// the platform (QE ID, PCE ID, raw CPUSVN, raw PCESVN; `encrypted_ppid` ignored) if there is
+/// one, else the canonical key again (upstream on a miss in LAZY mode, 404 in OFFLINE mode).
+fn pck_cert_key(s: &PccsState, q: &BTreeMap<String, String>, canon: &str) -> Result<String, Error> {
+    let by_query = key::pck_cert(canon);
+    if s.store.get(&by_query)?.is_some() {
+        return Ok(by_query);
+    }
+    let param = |n: &str| q.get(n).map(String::as_str);
+    if let (Some(qeid), Some(pceid), Some(cpusvn), Some(pcesvn)) = (
+        param("qeid"),
+        param("pceid"),
+        param("cpusvn"),
+        param("pcesvn"),
+    ) {
+        let by_platform = key::pck_cert_by_platform(qeid, pceid, cpusvn, pcesvn);
+        if s.store.get(&by_platform)?.is_some() {
+            return Ok(by_platform);
+        }
+    }
+    Ok(by_query)
+}
+
+/// Imports FILEs into a store, each told apart by its content: a directory of PCS responses
+/// (see [`read_pcs_dir`]); a quote (raw bytes starting with version 3, 4 or 5 as a
+/// little-endian `u16`, or the same as hex text) whose certification data is type 5, whose
+/// PCK certificate is stored for its platform (see [`pck_cert_from_quote`]); else a dcap-qvl
+/// collateral JSON file. Returns the keys written.
 pub fn import_paths(
     store: &Store,
     paths: &[std::path::PathBuf],
@@ -726,21 +755,178 @@ pub fn import_paths(
 ) -> Result<Vec<String>, ImportError> {
     let mut keys = Vec::new();
     for p in paths {
-        let bundle = if p.is_dir() {
-            read_pcs_dir(p)?
+        let path = || p.display().to_string();
+        if p.is_dir() {
+            keys.extend(store.import_bundle(&read_pcs_dir(p)?, now)?);
+            continue;
+        }
+        let bytes = std::fs::read(p).map_err(|source| ImportError::Io {
+            path: path(),
+            source,
+        })?;
+        if let Some(quote) = quote_bytes(&bytes) {
+            let (k, entry) =
+                pck_cert_from_quote(&quote, now).map_err(|source| ImportError::Quote {
+                    path: path(),
+                    source,
+                })?;
+            store.put(&k, &entry)?;
+            keys.push(k);
         } else {
-            let bytes = std::fs::read(p).map_err(|source| ImportError::Io {
-                path: p.display().to_string(),
-                source,
-            })?;
-            crate::collateral::from_json(&bytes).map_err(|source| ImportError::Collateral {
-                path: p.display().to_string(),
-                source,
-            })?
-        };
-        keys.extend(store.import_bundle(&bundle, now)?);
+            let bundle =
+                crate::collateral::from_json(&bytes).map_err(|source| ImportError::Collateral {
+                    path: path(),
+                    source,
+                })?;
+            keys.extend(store.import_bundle(&bundle, now)?);
+        }
     }
     Ok(keys)
+}
+
+/// Quote versions an import recognises (SGX v3; SGX or TDX v4 and v5).
+const QUOTE_VERSIONS: [u16; 3] = [3, 4, 5];
+
+/// The quote an import file holds, if it holds one: the bytes themselves when they start
+/// with a quote version, or the decoded hex text (optionally `0x`-prefixed, whitespace and
+/// line breaks ignored) when that does. JSON (`{…}`) never qualifies.
+fn quote_bytes(bytes: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let starts_with_version = |b: &[u8]| {
+        b.first_chunk::<2>()
+            .is_some_and(|v| QUOTE_VERSIONS.contains(&u16::from_le_bytes(*v)))
+    };
+    if starts_with_version(bytes) {
+        return Some(std::borrow::Cow::Borrowed(bytes));
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let text: String = text
+        .strip_prefix("0x")
+        .unwrap_or(text)
+        .split_whitespace()
+        .collect();
+    let decoded = hex::decode(text).ok()?;
+    starts_with_version(&decoded).then_some(std::borrow::Cow::Owned(decoded))
+}
+
+/// Why the PCK certificate of a quote could not be imported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuoteImportError {
+    /// The bytes do not parse as a quote.
+    #[error("not a well-formed quote")]
+    Parse(#[source] sgx_quote::QuoteError),
+    /// The certification data is not the PCK certificate chain (type 5).
+    #[error("certification data type {0} carries no pck certificate chain (only type 5 does)")]
+    CertType(u16),
+    /// The PEM chain of the certification data is malformed.
+    #[error("invalid pck certificate chain")]
+    Chain(#[source] sgx_quote::pck::PckError),
+    /// No certificate of the chain carries the Intel SGX extension.
+    #[error("no certificate of the chain carries the sgx extension")]
+    NoPckCertificate,
+    /// The chain lacks the issuer of a certificate.
+    #[error("the chain lacks the issuer of the {0}")]
+    MissingIssuer(&'static str),
+    /// A certificate of the chain is not DER X.509.
+    #[error("invalid certificate in the chain")]
+    Certificate(#[source] der::Error),
+}
+
+/// The PCK certificate a quote carries (certification data type 5), as the store entry of
+/// Intel PCS's answer to `GET /sgx/certification/v4/pckcert` for the quote's platform, with
+/// its key ([`key::pck_cert_by_platform`]).
+///
+/// The platform: QE ID = the header's `user_data[0..16]`; PCE ID = the PCK certificate's
+/// (SGX extension .3: the quote header carries none); raw CPUSVN = the QE report's
+/// `cpu_svn`; raw PCESVN = the header's `pce_svn` (little-endian bytes, as QCNL sends them).
+///
+/// The response (Intel PCS API v4, "Get PCK Certificate"): body = the leaf PEM; headers
+/// `SGX-PCK-Certificate-Issuer-Chain` (URL-encoded PEM of the PCK CA then the root CA),
+/// `SGX-TCBm` (hex of the certificate's TCB: CPUSVN, 16 bytes (.2.18) ‖ PCESVN (.2.17), 2
+/// bytes little-endian), `SGX-FMSPC` (upper-case hex), `SGX-PCK-Certificate-CA-Type`
+/// (`processor` or `platform`, from the issuer's common name). Valid until the leaf's
+/// `notAfter`.
+pub fn pck_cert_from_quote(quote: &[u8], now: i64) -> Result<(String, Entry), QuoteImportError> {
+    use der::Decode;
+    use sgx_quote::pck::{PckCa, find_pck_leaf, split_pem_chain};
+
+    let (q, _padding) = sgx_quote::Quote::parse_tolerant(quote).map_err(QuoteImportError::Parse)?;
+    let cert_data = q.certification();
+    let pem_chain = cert_data
+        .pck_chain_pem()
+        .ok_or(QuoteImportError::CertType(cert_data.cert_type.to_u16()))?;
+    let chain = split_pem_chain(pem_chain).map_err(QuoteImportError::Chain)?;
+    let (leaf_at, ext) = find_pck_leaf(&chain).ok_or(QuoteImportError::NoPckCertificate)?;
+    let certs = chain
+        .iter()
+        .map(|d| x509_cert::Certificate::from_der(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(QuoteImportError::Certificate)?;
+    // The chain may come in any order (INDEX.md set D): follow issuer names from the leaf.
+    let issuer_at = |i: usize| {
+        let issuer = &certs.get(i)?.tbs_certificate.issuer;
+        certs
+            .iter()
+            .position(|c| &c.tbs_certificate.subject == issuer)
+            .filter(|&j| j != i)
+    };
+    let ca_at = issuer_at(leaf_at).ok_or(QuoteImportError::MissingIssuer("pck certificate"))?;
+    let root_at = issuer_at(ca_at).ok_or(QuoteImportError::MissingIssuer("pck ca certificate"))?;
+    let der_at = |i: usize| chain.get(i).map(Vec::as_slice).unwrap_or_default();
+    let (leaf, ca, root) = (der_at(leaf_at), der_at(ca_at), der_at(root_at));
+    let ca_type = PckCa::from_cert_der(leaf).map_err(QuoteImportError::Chain)?;
+    let not_after = certs
+        .get(leaf_at)
+        .map(|c| {
+            c.tbs_certificate
+                .validity
+                .not_after
+                .to_unix_duration()
+                .as_secs()
+        })
+        .and_then(|s| i64::try_from(s).ok())
+        .unwrap_or(i64::MAX);
+
+    let mut tcbm = ext.tcb.cpu_svn.to_vec();
+    tcbm.extend_from_slice(&ext.tcb.pce_svn.to_le_bytes());
+    let qe_id: Vec<u8> = q.header.user_data.iter().take(QE_ID_LEN).copied().collect();
+    let k = key::pck_cert_by_platform(
+        &hex::encode(qe_id),
+        &hex::encode(ext.pce_id),
+        &hex::encode(q.qe().qe_report.cpu_svn.0),
+        &hex::encode(q.header.pce_svn.to_le_bytes()),
+    );
+    let issuer_chain = format!("{}{}", pem_cert(ca), pem_cert(root));
+    let entry = Entry {
+        body: pem_cert(leaf).into_bytes(),
+        content_type: CT_PEM.into(),
+        headers: vec![
+            (
+                PCK_CERT_ISSUER_CHAIN.into(),
+                encode_chain_header(&issuer_chain),
+            ),
+            ("SGX-TCBm".into(), hex::encode_upper(tcbm)),
+            ("SGX-FMSPC".into(), hex::encode_upper(ext.fmspc)),
+            (
+                "SGX-PCK-Certificate-CA-Type".into(),
+                ca_type.as_str().into(),
+            ),
+        ],
+        next_update: not_after,
+        fetched_at: now,
+    };
+    Ok((k, entry))
+}
+
+/// Length of the QE ID at the start of the quote header's `user_data`.
+const QE_ID_LEN: usize = 16;
+
+/// One certificate as PEM the way Intel PCS writes it (64-column base64, `\n` line ends).
+fn pem_cert(der_bytes: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der_bytes),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Errors of an import.
@@ -764,6 +950,15 @@ pub enum ImportError {
         /// Cause.
         #[source]
         source: crate::collateral::Error,
+    },
+    /// A quote's PCK certificate could not be imported.
+    #[error("importing the pck certificate of the quote {path}")]
+    Quote {
+        /// The path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: QuoteImportError,
     },
     /// A PCS directory lacks a piece.
     #[error("{path}: {what}")]

@@ -24,7 +24,8 @@ pub struct Args {
 enum Command {
     /// Serve the Intel PCS/PCCS v3 and v4 API from the store.
     Serve(ServeArgs),
-    /// Import collateral (dcap-qvl JSON files, or directories of PCS responses) into the store.
+    /// Import collateral (dcap-qvl JSON files, or directories of PCS responses) and PCK
+    /// certificates (quotes with certification data type 5, raw or hex) into the store.
     Import(ImportArgs),
 }
 
@@ -57,7 +58,8 @@ pub struct ImportArgs {
     /// Store directory (created if missing; the server must not be running on it).
     #[arg(long, env = "CONFCOM_PCCS_STORE")]
     pub store: PathBuf,
-    /// dcap-qvl collateral JSON files, or directories of PCS responses.
+    /// dcap-qvl collateral JSON files, directories of PCS responses, or quotes (raw or hex)
+    /// with certification data type 5, whose PCK certificate is then served by `pckcert`.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

@@ -124,6 +124,22 @@ pub mod key {
     pub fn pck_cert(canonical_query: &str) -> String {
         format!("sgx/pckcert/{canonical_query}")
     }
+    /// Prefix of [`pck_cert_by_platform`] keys (distinct from [`pck_cert`]'s `sgx/pckcert/`,
+    /// which the LAZY refresh re-fetches upstream by query).
+    pub const PCK_CERT_BY_PLATFORM_PREFIX: &str = "sgx/pckcert-by-platform/";
+    /// PCK certificate imported for a platform, keyed by the `pckcert` query parameters that
+    /// identify it without the (platform-key-specific) `encrypted_ppid`: QE ID, PCE ID, raw
+    /// CPUSVN, raw PCESVN, each the hex of the raw bytes as QCNL sends them (case-insensitive).
+    #[must_use]
+    pub fn pck_cert_by_platform(qeid: &str, pceid: &str, cpusvn: &str, pcesvn: &str) -> String {
+        format!(
+            "{PCK_CERT_BY_PLATFORM_PREFIX}qeid={}&pceid={}&cpusvn={}&pcesvn={}",
+            qeid.to_ascii_lowercase(),
+            pceid.to_ascii_lowercase(),
+            cpusvn.to_ascii_lowercase(),
+            pcesvn.to_ascii_lowercase()
+        )
+    }
 }
 
 /// The on-disk store.
@@ -279,6 +295,18 @@ pub fn ca_of_key(k: &str) -> Option<CaType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_keys_are_case_insensitive_and_apart_from_query_keys() {
+        let k = key::pck_cert_by_platform("AB01", "0000", "0F0e", "0D00");
+        assert_eq!(
+            k,
+            "sgx/pckcert-by-platform/qeid=ab01&pceid=0000&cpusvn=0f0e&pcesvn=0d00"
+        );
+        assert_eq!(k, key::pck_cert_by_platform("ab01", "0000", "0f0e", "0d00"));
+        assert!(!k.starts_with(&key::pck_cert("")));
+        assert!(k.starts_with(key::PCK_CERT_BY_PLATFORM_PREFIX));
+    }
 
     #[test]
     fn import_then_read_back() {
