@@ -183,7 +183,8 @@ async fn load_backend(cfg: &Config) -> anyhow::Result<Arc<dyn QuoteBackend>> {
                 state = %cfg.sim_state.display(),
                 pub_key_id = %hex::encode(sim.qe.pub_key_id()),
                 "SIMULATION backend: quotes are signed by a simulated PKI (confcom SIMULATED, \
-                 not Intel); app REPORT MACs are NOT checked (no SDK simulation report key)"
+                 not Intel); each app REPORT's MAC is checked against the Intel SDK's simulation-mode \
+                 report key and logged as report_mac (never enforced)"
             );
             Ok(Arc::new(SimBackend::new(sim)))
         }

@@ -23,6 +23,7 @@ mod collateral;
 mod error;
 mod pki;
 mod qe;
+pub mod report_mac;
 pub mod state;
 
 pub use collateral::SimCollateral;
