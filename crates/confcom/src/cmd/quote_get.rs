@@ -103,11 +103,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_timeout(Duration::from_millis(args.timeout_ms));
     let ctx = || format!("quote helper at {}", args.socket.display());
     // The same sequence as libsgx_dcap_ql out-of-proc: init (probe + fetch), size, quote.
-    client.init_quote_ex().with_context(ctx)?;
+    let init = client.init_quote_ex().with_context(ctx)?;
+    // MAC the REPORT as the Intel SDK's simulated EREPORT would for the QE's target info, so a
+    // simulation quote helper logs it as `report_mac="sdk-sim-valid"`.
+    let report =
+        match <&[u8; sgx_quote::report::TARGET_INFO_LEN]>::try_from(init.target_info.as_slice()) {
+            Ok(ti) => sgx_sim::report_mac::sdk_sim_report(&report.body.to_bytes(), ti),
+            Err(_) => report.to_bytes(),
+        };
     let size = client.get_quote_size_ex().with_context(ctx)?;
-    let (buf, _) = client
-        .get_quote_ex(&report.to_bytes(), size, None)
-        .with_context(ctx)?;
+    let (buf, _) = client.get_quote_ex(&report, size, None).with_context(ctx)?;
     let (quote, padding) =
         Quote::parse_tolerant(&buf).context("the service returned a malformed quote")?;
     let len = buf.len().saturating_sub(padding);
