@@ -44,6 +44,53 @@ pub fn check_len(prefix: [u8; 4], max: u32) -> Result<usize> {
     usize::try_from(len).map_err(|_| Error::FrameTooLarge { len, max })
 }
 
+/// Reads one length-prefixed payload of at most `max` bytes from a blocking reader (a
+/// connection with read timeouts set). One read usually brings the whole frame, so the
+/// prefix and the payload are read into one buffer; bytes after the frame are ignored, as
+/// aesmd does (one request per connection). Nothing is allocated for a prefix above `max`.
+///
+/// # Errors
+/// [`Error::Truncated`] on EOF before the frame ends, [`Error::FrameTooLarge`], [`Error::Io`]
+/// (a read timeout surfaces as `WouldBlock` or `TimedOut`).
+pub fn read_frame_blocking<R: std::io::Read>(r: &mut R, max: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; FIRST_READ];
+    let mut have = 0usize;
+    let mut want = PREFIX_LEN;
+    let mut len = None;
+    loop {
+        if len.is_none() && have >= PREFIX_LEN {
+            let prefix = buf.first_chunk::<PREFIX_LEN>().copied().unwrap_or_default();
+            let l = check_len(prefix, max)?;
+            len = Some(l);
+            want = PREFIX_LEN.saturating_add(l);
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+        }
+        if len.is_some() && have >= want {
+            break;
+        }
+        let n = match r.read(buf.get_mut(have..).unwrap_or_default()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(Error::Truncated {
+                expected: want.saturating_sub(PREFIX_LEN),
+                got: have.saturating_sub(PREFIX_LEN),
+            });
+        }
+        have = have.saturating_add(n);
+    }
+    buf.truncate(want);
+    buf.drain(..PREFIX_LEN);
+    Ok(buf)
+}
+
+/// First read buffer of [`read_frame_blocking`]: holds any well-formed request in one read.
+const FIRST_READ: usize = 2048;
+
 /// Splits one complete frame held in memory into its payload; trailing bytes are an error
 /// (a connection carries one request).
 ///
@@ -67,6 +114,86 @@ pub fn split_frame(data: &[u8], max: u32) -> Result<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that hands out its bytes `step` at a time.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            let (head, rest) = self.data.split_at(n);
+            out[..n].copy_from_slice(head);
+            self.data = rest;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn blocking_reads_take_frames_whole_or_in_pieces() {
+        let payload: Vec<u8> = (0..3000u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let mut f = encode_frame(&payload).unwrap();
+        f.extend_from_slice(b"trailing bytes are ignored");
+        for step in [1, 3, 4, 5, 2047, 2048, 5000] {
+            let mut r = Trickle { data: &f, step };
+            assert_eq!(
+                read_frame_blocking(&mut r, MAX_REQUEST_LEN).unwrap(),
+                payload,
+                "step {step}"
+            );
+        }
+        let short = &f[..100];
+        assert!(matches!(
+            read_frame_blocking(
+                &mut Trickle {
+                    data: short,
+                    step: 7
+                },
+                MAX_REQUEST_LEN
+            ),
+            Err(Error::Truncated {
+                expected: 3000,
+                got: 96
+            })
+        ));
+        assert!(matches!(
+            read_frame_blocking(
+                &mut Trickle {
+                    data: &[1, 0],
+                    step: 1
+                },
+                MAX_REQUEST_LEN
+            ),
+            Err(Error::Truncated { .. })
+        ));
+        let huge = [0xffu8, 0xff, 0xff, 0xff, 0];
+        assert!(matches!(
+            read_frame_blocking(
+                &mut Trickle {
+                    data: &huge,
+                    step: 5
+                },
+                MAX_REQUEST_LEN
+            ),
+            Err(Error::FrameTooLarge { len: u32::MAX, .. })
+        ));
+        let empty = encode_frame(b"").unwrap();
+        assert_eq!(
+            read_frame_blocking(
+                &mut Trickle {
+                    data: &empty,
+                    step: 4
+                },
+                MAX_REQUEST_LEN
+            )
+            .unwrap(),
+            b""
+        );
+    }
 
     #[test]
     fn frames_round_trip_and_bounds_hold() {

@@ -5,7 +5,7 @@
 //! `quote-helper-bench: clients=… qps=… p50_ms=… p99_ms=… sign_us=… overhead_ratio=… …`
 //!
 //! * `overhead_ratio` = (CPU time the quote helper spends per quote) / (one signing): the
-//!   server's threads' CPU time (from `/proc/self/task/*/schedstat`) over the run, divided by
+//!   server's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, exited worker threads included) over the run, divided by
 //!   the quotes served. The clients run in a child process, so their CPU is not counted,
 //!   and CPU time is robust to other load on the machine.
 //! * `e2e_ratio` = (wall time per quote at that concurrency) / (one signing): end to end,
@@ -90,13 +90,11 @@ fn run(
     (all.len() as f64 / wall, all)
 }
 
-/// CPU time (ns) consumed so far by all live threads of this process.
+/// CPU time (ns) this process has consumed so far, threads that have exited included
+/// (`CLOCK_PROCESS_CPUTIME_ID`): the server's workers come and go.
 fn process_cpu_ns() -> u64 {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    u64::try_from(t.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap()
 }
 
 /// Client side, in a child process: `QH_BENCH_CLIENT=socket,clients,total,quote_size`.

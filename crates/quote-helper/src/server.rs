@@ -1,9 +1,17 @@
 //! The Unix-socket server: one request per connection, bounded and timed.
 //!
-//! * At most `max_connections` connections are served at once; further clients wait in the
-//!   kernel's listen backlog (their `connect` blocks) instead of costing memory here.
-//! * Each connection has `io_timeout` to send its request and to take the response; a
-//!   client that connects and sends nothing is dropped when it expires.
+//! Connections are served by a pool of plain threads that each block in `accept`, read one
+//! request, answer it and close, as aesmd does with a thread per connection. For a local
+//! socket with one request per connection this costs the least: no event loop, no hand-off
+//! between threads, no readiness registration per connection. The pool starts with two
+//! workers, adds one whenever the last idle worker takes a connection, and lets a worker
+//! retire when it finds [`SPARE_WORKERS`] others idle.
+//!
+//! * At most `max_connections` connections are served at once (that many workers); further
+//!   clients wait in the kernel's listen backlog (their `connect` blocks) instead of costing
+//!   memory here.
+//! * Each connection has `io_timeout` in total to send its request, and `io_timeout` to take
+//!   the response; a client that connects and sends nothing is dropped when it expires.
 //! * The length prefix is bounded by [`aesm::frame::MAX_REQUEST_LEN`] before anything is
 //!   allocated; garbage, truncated frames and unknown requests close the connection without
 //!   a reply, as aesmd does.
@@ -11,19 +19,25 @@
 //!   SO_PEERCRED, the request type, the result and the duration.
 
 use std::future::Future;
+use std::io::{Read, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aesm::frame::MAX_REQUEST_LEN;
-use aesm::{AesmError, RequestKind, Response};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use aesm::{AesmError, Request, RequestKind};
 
 use crate::QuoteBackend;
 use crate::metrics::Metrics;
 use crate::service::handle;
+
+/// Idle workers beyond which a worker that finishes a connection retires.
+pub const SPARE_WORKERS: usize = 8;
+/// Workers started with the server.
+const INITIAL_WORKERS: usize = 2;
 
 /// Server settings (validated by the CLI before binding).
 #[derive(Clone, Debug)]
@@ -32,7 +46,7 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// Permission bits of the socket file (pods connect, so usually 0666).
     pub socket_mode: u32,
-    /// Connections served at once.
+    /// Connections served at once (worker threads at most).
     pub max_connections: usize,
     /// Per-connection bound on reading the request and on writing the response.
     pub io_timeout: Duration,
@@ -61,7 +75,7 @@ pub enum ServerError {
     /// The path exists and is not a socket.
     #[error("{} exists and is not a socket; refusing to remove it", .0.display())]
     NotASocket(PathBuf),
-    /// `max_connections` is zero or too large for the semaphore.
+    /// `max_connections` is zero or too large.
     #[error("max connections must be between 1 and {max}", max = u32::MAX)]
     BadLimit,
 }
@@ -103,7 +117,7 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
 
 impl Server {
     /// Creates the socket directory if missing (mode 0755), removes a stale socket, binds
-    /// and sets the socket's mode. Must run inside a tokio runtime.
+    /// and sets the socket's mode.
     ///
     /// # Errors
     /// [`ServerError`] naming the path and operation.
@@ -157,47 +171,145 @@ impl Server {
         &self.cfg.socket
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, removes the socket file and
-    /// waits up to `drain_timeout` for in-flight connections.
+    /// Serves on worker threads until `shutdown` resolves, then stops accepting, removes the
+    /// socket file and waits up to `drain_timeout` for in-flight connections.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let max = self.cfg.max_connections;
-        let sem = Arc::new(Semaphore::new(max));
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                p = sem.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                r = self.listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let state = self.state.clone();
-            tokio::spawn(async move {
-                connection(stream, &state).await;
-                drop(permit);
-            });
+        let pool = Arc::new(Pool {
+            listener: self.listener,
+            state: self.state,
+            max: self.cfg.max_connections,
+            stop: AtomicBool::new(false),
+            idle: AtomicUsize::new(0),
+            workers: Mutex::new(0),
+            all_gone: Condvar::new(),
+        });
+        for _ in 0..INITIAL_WORKERS.min(pool.max) {
+            Pool::spawn_worker(&pool);
         }
-        drop(self.listener);
+        shutdown.await;
+        pool.stop.store(true, Ordering::SeqCst);
+        // Wake the workers blocked in accept: on Linux, shutdown(2) on a listening socket makes
+        // every pending and later accept fail (EINVAL).
+        if let Err(e) = rustix::net::shutdown(&pool.listener, rustix::net::Shutdown::Both) {
+            tracing::warn!(error = %e, "shutting the listening socket down");
+        }
         if let Err(e) = std::fs::remove_file(&self.cfg.socket) {
             tracing::debug!(error = %e, "removing socket on shutdown");
         }
-        let all = u32::try_from(max).unwrap_or(u32::MAX);
-        match tokio::time::timeout(self.cfg.drain_timeout, sem.acquire_many(all)).await {
-            Ok(_) => tracing::info!("quote helper stopped"),
-            Err(_) => tracing::warn!("quote helper stopped with requests still in flight"),
+        let drain = self.cfg.drain_timeout;
+        let p = Arc::clone(&pool);
+        let drained = tokio::task::spawn_blocking(move || p.wait_all_gone(drain))
+            .await
+            .unwrap_or(false);
+        if drained {
+            tracing::info!("quote helper stopped");
+        } else {
+            tracing::warn!("quote helper stopped with requests still in flight");
         }
+    }
+}
+
+/// The listening socket and its workers.
+struct Pool {
+    listener: UnixListener,
+    state: Arc<State>,
+    /// Most workers (connections served at once).
+    max: usize,
+    stop: AtomicBool,
+    /// Workers blocked in `accept`.
+    idle: AtomicUsize,
+    /// Live workers.
+    workers: Mutex<usize>,
+    /// Signalled when the last worker exits.
+    all_gone: Condvar,
+}
+
+impl Pool {
+    /// Starts one more worker unless `max` run already; false if none was started.
+    fn spawn_worker(pool: &Arc<Pool>) -> bool {
+        let mut n = pool.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if *n >= pool.max || pool.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let p = Arc::clone(pool);
+        match std::thread::Builder::new()
+            .name("aesm-worker".into())
+            .spawn(move || p.work())
+        {
+            Ok(_) => {
+                *n = n.saturating_add(1);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, workers = *n, "could not start a worker thread");
+                false
+            }
+        }
+    }
+
+    /// A worker: accept, serve, repeat; retires when enough others are idle or on shutdown.
+    fn work(self: Arc<Self>) {
+        loop {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            let accepted = self.listener.accept();
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match accepted {
+                Ok((stream, _)) => {
+                    // Keep someone in accept while this worker is busy.
+                    if self.idle.load(Ordering::SeqCst) == 0 {
+                        Pool::spawn_worker(&self);
+                    }
+                    connection(stream, &self.state);
+                    if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        let mut n = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.all_gone.notify_all();
+        }
+    }
+
+    /// Waits until every worker has exited, at most `timeout`; true if they all did.
+    fn wait_all_gone(&self, timeout: Duration) -> bool {
+        let n = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let (n, _) = self
+            .all_gone
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *n == 0
+    }
+}
+
+/// Reads from a connection within one deadline for the whole request: the first read uses
+/// the socket's timeout as set at accept; later ones (a request in pieces) only what is left.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+    first: bool,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !std::mem::replace(&mut self.first, false) {
+            let left = self.until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        (&mut &*self.stream).read(buf)
     }
 }
 
@@ -211,32 +323,36 @@ fn transport_label(e: &aesm::Error) -> &'static str {
     }
 }
 
-async fn connection(mut stream: UnixStream, st: &State) {
+/// Whether a read error is the request deadline running out.
+fn is_timeout(e: &aesm::Error) -> bool {
+    matches!(e, aesm::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
+fn connection(stream: UnixStream, st: &State) {
     let start = Instant::now();
-    let cred = stream.peer_cred().ok();
-    let pid = cred.and_then(|c| c.pid());
-    let uid = cred.map(|c| c.uid());
-    let gid = cred.map(|c| c.gid());
+    let cred = rustix::net::sockopt::socket_peercred(&stream).ok();
+    let pid = cred.as_ref().map(|c| c.pid.as_raw_nonzero().get());
+    let uid = cred.as_ref().map(|c| c.uid.as_raw());
+    let gid = cred.as_ref().map(|c| c.gid.as_raw());
     st.metrics.in_flight.inc();
-    let read = tokio::time::timeout(
-        st.io_timeout,
-        aesm::server::read_request(&mut stream, MAX_REQUEST_LEN),
-    )
-    .await;
+    let timeouts = stream
+        .set_read_timeout(Some(st.io_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(st.io_timeout)));
+    let read = timeouts.map_err(aesm::Error::from).and_then(|()| {
+        let mut r = Deadline {
+            stream: &stream,
+            until: start + st.io_timeout,
+            first: true,
+        };
+        let payload = aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN)?;
+        Request::decode(&payload)
+    });
     let req = match read {
-        Ok(Ok(req)) => req,
-        Ok(Err(e)) => {
-            let result = transport_label(&e);
-            st.metrics.count("invalid", result);
-            tracing::info!(
-                peer_pid = pid, peer_uid = uid, peer_gid = gid, request = "invalid", result,
-                error = %e, duration_ms = start.elapsed().as_secs_f64() * 1e3,
-                "aesm request rejected; closing"
-            );
-            st.metrics.in_flight.dec();
-            return;
-        }
-        Err(_) => {
+        Ok(req) => req,
+        Err(e) if is_timeout(&e) => {
             st.metrics.count("invalid", "timeout");
             tracing::info!(
                 peer_pid = pid,
@@ -250,29 +366,35 @@ async fn connection(mut stream: UnixStream, st: &State) {
             st.metrics.in_flight.dec();
             return;
         }
+        Err(e) => {
+            let result = transport_label(&e);
+            st.metrics.count("invalid", result);
+            tracing::info!(
+                peer_pid = pid, peer_uid = uid, peer_gid = gid, request = "invalid", result,
+                error = %e, duration_ms = start.elapsed().as_secs_f64() * 1e3,
+                "aesm request rejected; closing"
+            );
+            st.metrics.in_flight.dec();
+            return;
+        }
     };
     let kind = req.kind();
-    let res = if st.backend.is_blocking() {
-        let backend = st.backend.clone();
-        tokio::task::spawn_blocking(move || handle(backend.as_ref(), req))
-            .await
-            .unwrap_or(Response::Error {
-                kind,
-                code: AesmError::Unexpected,
-            })
-    } else {
-        handle(st.backend.as_ref(), req)
-    };
+    let res = handle(st.backend.as_ref(), req);
     let code = res.code();
-    let written = tokio::time::timeout(
-        st.io_timeout,
-        aesm::server::write_response(&mut stream, res),
-    )
-    .await;
-    let result = match written {
-        Ok(Ok(())) => code.label(),
-        Ok(Err(_)) => "write_failed",
-        Err(_) => "write_timeout",
+    let result = match res.into_frame() {
+        Ok(frame) => match (&stream).write_all(&frame) {
+            Ok(()) => code.label(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                "write_timeout"
+            }
+            Err(_) => "write_failed",
+        },
+        Err(_) => "write_failed",
     };
     let elapsed = start.elapsed();
     st.metrics.count(kind.label(), result);

@@ -244,10 +244,6 @@ impl QuoteBackend for DcapBackend {
         "dcap"
     }
 
-    fn is_blocking(&self) -> bool {
-        true
-    }
-
     fn target_info(&self) -> Result<[u8; 512], AesmError> {
         self.raw_target_info()
             .map_err(|c| log_code("sgx_qe_get_target_info", c))

@@ -6,14 +6,11 @@ pub mod dcap;
 pub mod sim;
 
 /// A quoting enclave, as the service needs it. Errors are AESM codes, ready for the wire;
-/// implementations log the details.
+/// implementations log the details. Calls may block (enclave transitions, network): the
+/// server calls them on its connection worker threads.
 pub trait QuoteBackend: Send + Sync + 'static {
     /// Short name for logs (`dcap`, `sim`).
     fn name(&self) -> &'static str;
-
-    /// Whether calls block for long (enclave transitions, network): the server then runs
-    /// them on the blocking pool instead of an async worker.
-    fn is_blocking(&self) -> bool;
 
     /// The QE's TARGETINFO (512 bytes).
     ///

@@ -46,10 +46,6 @@ impl QuoteBackend for SimBackend {
         "sim"
     }
 
-    fn is_blocking(&self) -> bool {
-        false
-    }
-
     fn target_info(&self) -> Result<[u8; 512], AesmError> {
         Ok(self.target_info)
     }
