@@ -11,7 +11,10 @@
 //!   clients wait in the kernel's listen backlog (their `connect` blocks) instead of costing
 //!   memory here.
 //! * Each connection has `io_timeout` in total to send its request, and `io_timeout` to take
-//!   the response; a client that connects and sends nothing is dropped when it expires.
+//!   the response; a client that connects and sends nothing is dropped when it expires. In
+//!   the usual case (the request is there when it is accepted, the response fits the socket
+//!   buffer) no timeout needs setting: a connection costs accept, SO_PEERCRED, one read, one
+//!   write and close.
 //! * The length prefix is bounded by [`aesm::frame::MAX_REQUEST_LEN`] before anything is
 //!   allocated; garbage, truncated frames and unknown requests close the connection without
 //!   a reply, as aesmd does.
@@ -292,8 +295,10 @@ impl Pool {
     }
 }
 
-/// Reads from a connection within one deadline for the whole request: the first read uses
-/// the socket's timeout as set at accept; later ones (a request in pieces) only what is left.
+/// Reads from a connection within one deadline for the whole request. The first read does
+/// not wait: clients send the request right after connecting, so it is usually there, and
+/// then no read timeout needs setting. Otherwise (and for a request in pieces) each read
+/// waits at most for what is left of the deadline.
 struct Deadline<'a> {
     stream: &'a UnixStream,
     until: Instant,
@@ -302,15 +307,36 @@ struct Deadline<'a> {
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !std::mem::replace(&mut self.first, false) {
-            let left = self.until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
+        if std::mem::replace(&mut self.first, false) {
+            match rustix::net::recv(self.stream, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((n, _)) => return Ok(n),
+                Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
             }
-            self.stream.set_read_timeout(Some(left))?;
         }
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
         (&mut &*self.stream).read(buf)
     }
+}
+
+/// Writes `frame` whole. A frame that fits the socket's send buffer (any quote) goes out in
+/// one non-blocking send; only the rest, if any, waits, at most `timeout`.
+fn write_frame(stream: &UnixStream, frame: &[u8], timeout: Duration) -> std::io::Result<()> {
+    let sent = match rustix::net::send(stream, frame, rustix::net::SendFlags::DONTWAIT) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::AGAIN) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let rest = frame.get(sent..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok(());
+    }
+    stream.set_write_timeout(Some(timeout))?;
+    (&mut &*stream).write_all(rest)
 }
 
 fn transport_label(e: &aesm::Error) -> &'static str {
@@ -338,18 +364,15 @@ fn connection(stream: UnixStream, st: &State) {
     let uid = cred.as_ref().map(|c| c.uid.as_raw());
     let gid = cred.as_ref().map(|c| c.gid.as_raw());
     st.metrics.in_flight.inc();
-    let timeouts = stream
-        .set_read_timeout(Some(st.io_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(st.io_timeout)));
-    let read = timeouts.map_err(aesm::Error::from).and_then(|()| {
+    let read = {
         let mut r = Deadline {
             stream: &stream,
             until: start + st.io_timeout,
             first: true,
         };
-        let payload = aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN)?;
-        Request::decode(&payload)
-    });
+        aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN)
+            .and_then(|payload| Request::decode(&payload))
+    };
     let req = match read {
         Ok(req) => req,
         Err(e) if is_timeout(&e) => {
@@ -382,7 +405,7 @@ fn connection(stream: UnixStream, st: &State) {
     let res = handle(st.backend.as_ref(), req);
     let code = res.code();
     let result = match res.into_frame() {
-        Ok(frame) => match (&stream).write_all(&frame) {
+        Ok(frame) => match write_frame(&stream, &frame, st.io_timeout) {
             Ok(()) => code.label(),
             Err(e)
                 if matches!(

@@ -305,3 +305,39 @@ async fn requests_sent_at_once_or_in_pieces_are_answered_and_closed_cleanly() {
     .unwrap();
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_larger_than_the_socket_buffer_are_written_whole_or_time_out() {
+    let io_timeout = Duration::from_millis(300);
+    let srv = start(4, io_timeout).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let big = quote_helper::service::MAX_QUOTE_BUF;
+        // A client that reads: the padded answer (larger than a unix socket's send buffer)
+        // arrives whole.
+        let (quote, _) = client(&socket)
+            .get_quote_ex(&app_report([3; 32], [4; 64]), big, None)
+            .unwrap();
+        assert_eq!(quote.len(), usize::try_from(big).unwrap());
+        // A client that asks for the same and never reads is cut off after the timeout,
+        // while others are served.
+        let req = Request::GetQuoteEx {
+            report: app_report([5; 32], [6; 64]),
+            att_key_id: Some(aesm::keyid::ECDSA_P256_QE3_KEY_ID.to_vec()),
+            qe_report_info: None,
+            buf_size: big,
+        };
+        let mut stuck = UnixStream::connect(&socket).unwrap();
+        stuck
+            .write_all(&aesm::frame::encode_frame(&req.encode()).unwrap())
+            .unwrap();
+        quote_ok(&socket);
+        std::thread::sleep(io_timeout * 2);
+        quote_ok(&socket);
+        drop(stuck);
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric(r#"result="write_timeout""#).await;
+    srv.stop().await;
+}
