@@ -40,6 +40,9 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// Upper bound of a decoded quote (real quotes are ~5 KB).
 const MAX_QUOTE_LEN: usize = 64 * 1024;
+/// Upper bound of an attest request body: a quote at [`MAX_QUOTE_LEN`] in base64 plus
+/// runtime data, init-time data and a draft policy.
+pub const MAX_BODY_LEN: usize = 1024 * 1024;
 
 /// Errors of the attest endpoint, each a distinct JSON error (`{"error":{code,message}}`).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum AttestError {
     /// The body is not the MAA request JSON.
     #[error("invalid request body: {0}")]
     InvalidRequest(String),
+    /// The body is larger than [`MAX_BODY_LEN`].
+    #[error("request body exceeds the {MAX_BODY_LEN}-byte limit")]
+    PayloadTooLarge,
     /// A base64url field does not decode.
     #[error("field {0} is not valid base64url")]
     InvalidBase64(&'static str),
@@ -95,6 +101,7 @@ impl AttestError {
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
             Self::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "InvalidBase64"),
             Self::QuoteTruncated(_) => (StatusCode::BAD_REQUEST, "QuoteTruncated"),
             Self::MalformedQuote(_) => (StatusCode::BAD_REQUEST, "MalformedQuote"),
@@ -277,7 +284,10 @@ impl AttestState {
 pub fn router(state: AttestState) -> Router {
     let probes = state.probes.router();
     Router::new()
-        .route("/attest/SgxEnclave", post(attest_sgx))
+        .route(
+            "/attest/SgxEnclave",
+            post(attest_sgx).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_LEN)),
+        )
         .route("/attest/OpenEnclave", post(attest_other))
         .route("/attest/TdxVm", post(attest_other))
         .route("/attest/SevSnpVm", post(attest_other))
@@ -422,8 +432,15 @@ async fn attest_other() -> AttestError {
 
 /// `POST /attest/SgxEnclave` (any `api-version`: the request and response bodies are the
 /// same in 2020-10-01, 2022-08-01 and 2025-06-01).
-async fn attest_sgx(State(s): State<AttestState>, body: Bytes) -> Response {
-    let result = attest_inner(&s, &body).await;
+async fn attest_sgx(
+    State(s): State<AttestState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let result = match body {
+        Ok(body) => attest_inner(&s, &body).await,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AttestError::PayloadTooLarge),
+        Err(e) => Err(AttestError::InvalidRequest(e.body_text())),
+    };
     let label = match &result {
         Ok(_) => "ok",
         Err(e) => e.result_label(),

@@ -14,6 +14,8 @@ pub mod attest_client;
 pub mod client;
 pub mod clock;
 pub mod collateral;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pccs;
 pub mod pccs_cli;
 pub mod policy;

@@ -615,6 +615,14 @@ async fn bad_requests_get_distinct_errors() {
             .unwrap()
             .contains("runtimeData")
     );
+    // A body over the limit is a JSON error too, and the server keeps serving.
+    let huge = json!({"quote": "A".repeat(attest::MAX_BODY_LEN + 1)});
+    let (s, v) = post(&app, huge).await;
+    assert_eq!(
+        (s, code(&v).as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+        "{v}"
+    );
     // A corrupted signature.
     let mut bad = quote.clone();
     bad[100] ^= 1;
