@@ -524,7 +524,7 @@ def test_generated_webhook_certificate_is_valid_for_the_service() -> None:
                 capture_output=True, text=True, check=False,
             )
         except FileNotFoundError:
-            pytest.skip("openssl is not installed")
+            pytest.fail("openssl is not installed: `apt-get install openssl` (.ci/run does)")
         assert out.returncode == 0, out.stdout + out.stderr
 
 
