@@ -50,6 +50,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "monitoring": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "azure-all-nodes": {"devicePlugin": {"profile": "azure", "nodeSelection": {"allNodes": True}}},
     "no-registrar": {"devicePlugin": {"registrar": {"enabled": False}}},
+    "plugin-watcher": {"devicePlugin": {"registration": "plugin-watcher"}},
     "sim-backend-on-host": {"quoteHelper": {"backend": "sim"}},
     "policy-and-existing-key": {
         "attestation": {
@@ -173,6 +174,8 @@ def test_helm_lint_strict_passes(scenario: str) -> None:
         {"webhook": {"failurePolicy": "Sometimes"}},
         {"unknownKey": True},
         {"devicePlugin": {"profile": "aliyun"}},
+        {"devicePlugin": {"registration": "watcher"}},
+        {"devicePlugin": {"pluginsRegistry": "var/lib/kubelet/plugins_registry"}},
         {"quoteHelper": {"backend": "epid"}},
         {"webhook": {"resources": {"limits": {"memory": None}}}},
         {"pccs": {"mode": "req"}},
@@ -382,6 +385,90 @@ def test_node_registrar_rbac_is_least_privilege() -> None:
     no_reg = render("no-registrar")
     assert not by_kind(no_reg, "ClusterRole")
     assert "--register-node" not in _args(one(no_reg, "DaemonSet", "device-plugin"))
+
+
+def test_device_plugin_registration_modes() -> None:
+    # Default: classic registration on kubelet.sock, only the device-plugins dir mounted.
+    ds = one(render("default"), "DaemonSet", "device-plugin")
+    spec = pod_spec(ds)
+    args = _args(ds)
+    assert "--registration=kubelet" in args
+    assert "--kubelet-dir=/var/lib/kubelet/device-plugins" in args
+    assert not [a for a in args if a.startswith("--plugins-registry")]
+    hp = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
+    assert set(hp) == {"device-plugins", "dev"}
+    assert hp["device-plugins"] == {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}
+    # Plugin watcher: the plugins_registry dir instead, mounted at the host's path (the
+    # kubelet dials the socket path the plugin reports), created if missing.
+    ds = one(render("plugin-watcher"), "DaemonSet", "device-plugin")
+    spec = pod_spec(ds)
+    args = _args(ds)
+    assert "--registration=plugin-watcher" in args
+    assert "--plugins-registry=/var/lib/kubelet/plugins_registry" in args
+    assert not [a for a in args if a.startswith("--kubelet-dir")]
+    hp = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
+    assert set(hp) == {"plugins-registry", "dev"}
+    assert hp["plugins-registry"] == {"path": "/var/lib/kubelet/plugins_registry", "type": "DirectoryOrCreate"}
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["plugins-registry"]["mountPath"] == "/var/lib/kubelet/plugins_registry"
+    assert "readOnly" not in mounts["plugins-registry"]
+    # A kubelet with another root dir.
+    objs = chartlib.render_objects(
+        {"devicePlugin": {"registration": "plugin-watcher", "pluginsRegistry": "/var/lib/k0s/kubelet/plugins_registry"}}
+    )
+    ds = one(objs, "DaemonSet", "device-plugin")
+    assert "--plugins-registry=/var/lib/k0s/kubelet/plugins_registry" in _args(ds)
+    mounts = {m["name"]: m for m in pod_spec(ds)["containers"][0]["volumeMounts"]}
+    assert mounts["plugins-registry"]["mountPath"] == "/var/lib/k0s/kubelet/plugins_registry"
+
+
+def test_plugin_watcher_mode_serves_its_sockets_with_the_real_binary(tmp_path: Any) -> None:
+    """The rendered device-plugin args (plugin-watcher, simulation) with the real binary: it
+    creates one socket per resource in the plugins_registry dir, stays unready since no
+    kubelet registered it, and removes its sockets on SIGTERM."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    objs = chartlib.render_objects({"simulation": {"enabled": True}, "devicePlugin": {"registration": "plugin-watcher"}})
+    c = pod_spec(one(objs, "DaemonSet", "device-plugin"))["containers"][0]
+    # A short root: socket paths must fit sockaddr_un (108 bytes), pytest's tmp_path may not.
+    root = Path(tempfile.mkdtemp(prefix="cpw", dir="/tmp"))
+    try:
+        registry = root / "var/lib/kubelet/plugins_registry"
+        registry.mkdir(parents=True)
+        port = _free_port()
+        args = []
+        for a in c["args"]:
+            flag, _, value = a.partition("=")
+            if value.startswith("0.0.0.0:"):
+                a = f"{flag}=127.0.0.1:{port}"
+            elif value.startswith("/"):
+                a = f"{flag}={root}{value}"
+            if a != "--register-node":
+                args.append(a)
+        env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+        log_path = tmp_path / "device-plugin.log"
+        with open(log_path, "w") as log:
+            p = subprocess.Popen([_binary_for(c), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                assert _wait_http(f"http://127.0.0.1:{port}/healthz", p) == 200
+                want = {"sgx.intel.com-enclave.sock", "sgx.intel.com-provision.sock"}
+                deadline = time.monotonic() + 10
+                while {f.name for f in registry.iterdir()} != want and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert {f.name for f in registry.iterdir()} == want, log_path.read_text()
+                assert all(f.is_socket() for f in registry.iterdir())
+                assert _wait_http(f"http://127.0.0.1:{port}/readyz", p) == 503
+            finally:
+                p.terminate()
+                p.wait(timeout=10)
+        assert p.returncode == 0, log_path.read_text()
+        assert not list(registry.iterdir()), "sockets removed on shutdown"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_all_nodes_and_azure_profile() -> None:

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Config, PlatformConfig, Profile, RegisterNode};
+use crate::config::{Config, PlatformConfig, Profile, RegisterNode, Registration};
 use crate::registrar::RegistrarTiming;
 
 /// Exit code for invalid configuration (BSD `EX_USAGE`).
@@ -30,6 +30,24 @@ pub struct Args {
         default_value = "/var/lib/kubelet/device-plugins"
     )]
     pub kubelet_dir: PathBuf,
+    /// How to register with the kubelet: `kubelet` calls Register on `kubelet.sock` in
+    /// `--kubelet-dir`; `plugin-watcher` serves a socket in `--plugins-registry` that the
+    /// kubelet's plugin watcher finds (and re-registers after kubelet restarts) by itself.
+    #[arg(
+        long,
+        env = "CONFCOM_REGISTRATION",
+        value_enum,
+        default_value = "kubelet"
+    )]
+    pub registration: Registration,
+    /// The kubelet's plugin-watcher directory (`--registration plugin-watcher`), mounted at
+    /// the host's path: the kubelet dials the socket path the plugin reports.
+    #[arg(
+        long,
+        env = "CONFCOM_PLUGINS_REGISTRY",
+        default_value = "/var/lib/kubelet/plugins_registry"
+    )]
+    pub plugins_registry: PathBuf,
     /// Where SGX facts come from.
     #[arg(long, env = "CONFCOM_PLATFORM", value_enum, default_value = "host")]
     pub platform: PlatformArg,
@@ -102,11 +120,24 @@ pub fn config(args: &Args) -> Result<Config, String> {
     if args.enclave_limit == 0 || args.provision_limit == 0 {
         return Err("--enclave-limit and --provision-limit must be at least 1".into());
     }
-    if !args.kubelet_dir.is_dir() {
-        return Err(format!(
-            "--kubelet-dir {}: not a directory",
-            args.kubelet_dir.display()
-        ));
+    match args.registration {
+        Registration::Kubelet => {
+            if !args.kubelet_dir.is_dir() {
+                return Err(format!(
+                    "--kubelet-dir {}: not a directory",
+                    args.kubelet_dir.display()
+                ));
+            }
+        }
+        Registration::PluginWatcher => {
+            // The path goes to the kubelet as the plugin's endpoint: it must be absolute.
+            if !args.plugins_registry.is_absolute() || !args.plugins_registry.is_dir() {
+                return Err(format!(
+                    "--plugins-registry {}: not an absolute path of a directory",
+                    args.plugins_registry.display()
+                ));
+            }
+        }
     }
     let register_node = if args.register_node {
         let node_name = args
@@ -136,6 +167,8 @@ pub fn config(args: &Args) -> Result<Config, String> {
     };
     let mut c = Config::new(args.kubelet_dir.clone(), platform);
     c.profile = args.profile;
+    c.registration = args.registration;
+    c.plugins_registry.clone_from(&args.plugins_registry);
     c.enclave_limit = args.enclave_limit;
     c.provision_limit = args.provision_limit;
     c.register_node = register_node;
@@ -227,6 +260,11 @@ mod tests {
     fn defaults_and_sim_parse() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.profile, Profile::Intel);
+        assert_eq!(c.registration, Registration::Kubelet);
+        assert_eq!(
+            c.plugins_registry,
+            std::path::Path::new("/var/lib/kubelet/plugins_registry")
+        );
         assert_eq!(c.enclave_limit, 110);
         assert!(matches!(c.platform, PlatformConfig::Host { .. }));
         let c = parse(&[
@@ -258,5 +296,39 @@ mod tests {
         assert!(parse(&["--probe-addr", "nope"]).is_err());
         assert!(parse(&["--nfd-features-dir", "/nonexistent/x"]).is_err());
         assert!(parse(&["--profile", "amd"]).is_err());
+        assert!(parse(&["--registration", "csi"]).is_err());
+        let missing = parse(&[
+            "--registration",
+            "plugin-watcher",
+            "--plugins-registry",
+            "/nonexistent/plugins_registry",
+        ]);
+        assert!(missing.unwrap_err().contains("--plugins-registry"));
+        assert!(
+            parse(&[
+                "--registration",
+                "plugin-watcher",
+                "--plugins-registry",
+                "relative/dir"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn plugin_watcher_mode_needs_only_the_registry_dir() {
+        let registry = tempfile::tempdir().unwrap();
+        let argv = [
+            "x",
+            "--kubelet-dir",
+            "/nonexistent/device-plugins",
+            "--registration",
+            "plugin-watcher",
+            "--plugins-registry",
+            registry.path().to_str().unwrap(),
+        ];
+        let c = config(&Cli::try_parse_from(argv).unwrap().args).unwrap();
+        assert_eq!(c.registration, Registration::PluginWatcher);
+        assert_eq!(c.plugins_registry, registry.path());
     }
 }

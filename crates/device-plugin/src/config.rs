@@ -17,6 +17,19 @@ pub enum Profile {
     Azure,
 }
 
+/// How the plugin makes itself known to the kubelet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Registration {
+    /// Call `Registration.Register` on `kubelet.sock` in the device plugin directory, and
+    /// again after every kubelet restart (which wipes that directory).
+    #[default]
+    Kubelet,
+    /// Serve the plugin registration service on a socket in the plugin-watcher directory;
+    /// the kubelet finds the socket, registers the plugin itself and does so again after its
+    /// own restarts (see the `plugin_watcher` module).
+    PluginWatcher,
+}
+
 /// Where SGX facts come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlatformConfig {
@@ -79,8 +92,13 @@ impl Default for Timings {
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The kubelet's device plugin directory.
+    /// The kubelet's device plugin directory (classic registration).
     pub kubelet_dir: PathBuf,
+    /// How to register with the kubelet.
+    pub registration: Registration,
+    /// The kubelet's plugin-watcher directory (plugin-watcher registration), as mounted at
+    /// the same path as on the host: the kubelet dials the socket path this process reports.
+    pub plugins_registry: PathBuf,
     /// Platform.
     pub platform: PlatformConfig,
     /// Profile.
@@ -107,6 +125,8 @@ impl Config {
     pub fn new(kubelet_dir: PathBuf, platform: PlatformConfig) -> Self {
         Self {
             kubelet_dir,
+            registration: Registration::Kubelet,
+            plugins_registry: PathBuf::from(kubelet_api::PLUGINS_REGISTRY_PATH),
             platform,
             profile: Profile::Intel,
             enclave_limit: 110,

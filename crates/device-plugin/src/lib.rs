@@ -6,7 +6,9 @@
 //!   profile, `kubernetes.azure.com/sgx_epc_mem_in_MiB` (one device per MiB, compact IDs,
 //!   see [`ids`]); Allocate hands out the SGX device nodes ([`resource`]);
 //! - watches the device nodes and reports health ([`watch`]);
-//! - follows the kubelet through restarts ([`lifecycle`], an explicit state machine);
+//! - registers each resource with the kubelet, either the classic way on `kubelet.sock`
+//!   following the kubelet through restarts ([`lifecycle`], an explicit state machine), or
+//!   through the kubelet's plugin watcher ([`plugin_watcher`]);
 //! - optionally publishes `sgx.intel.com/epc` and SGX labels on its Node ([`registrar`]).
 //!
 //! What it is not: it does not decode CPUID itself ([`sgx_platform`] does) and holds no
@@ -18,6 +20,7 @@ mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
+pub mod plugin_watcher;
 pub mod registrar;
 pub mod resource;
 pub mod service;
@@ -28,7 +31,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
-pub use config::{Config, PlatformConfig, Profile};
+pub use config::{Config, PlatformConfig, Profile, Registration};
 pub use error::{Error, Result};
 
 use resource::{HostNode, ResourceKind, ResourceSpec};
@@ -236,9 +239,15 @@ pub async fn run(
             config.timings.health_poll,
             shutdown.clone(),
         ));
-        let (dir_tx, dir_rx) = wch::channel(watch::DirSnapshot::read(&config.kubelet_dir));
+        // The directory whose changes matter: the kubelet's (its restarts wipe our sockets and
+        // recreate kubelet.sock) or the plugin-watcher directory (our socket deleted).
+        let watched_dir = match config.registration {
+            Registration::Kubelet => config.kubelet_dir.clone(),
+            Registration::PluginWatcher => config.plugins_registry.clone(),
+        };
+        let (dir_tx, dir_rx) = wch::channel(watch::DirSnapshot::read(&watched_dir));
         tasks.spawn(watch::monitor_kubelet_dir(
-            config.kubelet_dir.clone(),
+            watched_dir,
             dir_tx,
             config.timings.dir_poll,
             shutdown.clone(),
@@ -246,6 +255,20 @@ pub async fn run(
         for spec in &plan.resources {
             let healthy = spec.node.present_in(&nodes_rx.borrow());
             metrics.set_devices(spec.kind, healthy, spec.count);
+            if config.registration == Registration::PluginWatcher {
+                let runner = plugin_watcher::Runner {
+                    registry_dir: config.plugins_registry.clone(),
+                    spec: Arc::new(spec.clone()),
+                    nodes: nodes_rx.clone(),
+                    dir: dir_rx.clone(),
+                    metrics: metrics.clone(),
+                    backoff: config.timings.lifecycle.backoff,
+                    limit: config.max_message_bytes,
+                    readiness: readiness.clone(),
+                };
+                tasks.spawn(plugin_watcher::run(runner, shutdown.clone()));
+                continue;
+            }
             let runner = lifecycle::Runner {
                 kubelet_dir: config.kubelet_dir.clone(),
                 spec: Arc::new(spec.clone()),

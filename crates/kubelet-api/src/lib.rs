@@ -1,7 +1,15 @@
-//! The kubelet device plugin API v1beta1: prost messages and tonic client and server stubs
-//! generated from the upstream `api.proto` (vendored in `proto/kubelet/`, package `v1beta1`,
-//! same services, messages and field numbers), plus the contract constants of
-//! `k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/constants.go`.
+//! The kubelet device plugin API v1beta1 and the kubelet plugin registration API v1: prost
+//! messages and tonic client and server stubs generated from the upstream protos, plus the
+//! contract constants of `k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/constants.go` and
+//! `k8s.io/kubelet/pkg/apis/pluginregistration/v1/constants.go`.
+//!
+//! - [`v1beta1`] from `staging/src/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto`,
+//!   vendored in the workspace's `proto/kubelet/` (package `v1beta1`, same services, messages
+//!   and field numbers).
+//! - [`pluginregistration`] from `staging/src/k8s.io/kubelet/pkg/apis/pluginregistration/v1/api.proto`,
+//!   vendored in this crate's `proto/kubelet/` (package `pluginregistration`): the service a
+//!   plugin serves on a socket in the kubelet's plugin-watcher directory
+//!   ([`PLUGINS_REGISTRY_PATH`]).
 //!
 //! The generated code is checked in (`src/gen/`); `tests/bootstrap.rs` regenerates it and
 //! fails on a difference. This crate holds no plugin logic and does no IO.
@@ -18,6 +26,29 @@
 #[rustfmt::skip]
 #[path = "gen/v1beta1.rs"]
 pub mod v1beta1;
+
+/// Generated plugin registration messages and the `Registration` service (`GetInfo`,
+/// `NotifyRegistrationStatus`) that the kubelet's plugin watcher calls on a plugin's socket.
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    rust_2018_idioms
+)]
+#[rustfmt::skip]
+#[path = "gen/pluginregistration.rs"]
+pub mod pluginregistration;
+
+/// Directory the kubelet's plugin watcher watches for plugin sockets (kubelet
+/// `getPluginsRegistrationDir()` under the default root dir `/var/lib/kubelet`).
+pub const PLUGINS_REGISTRY_PATH: &str = "/var/lib/kubelet/plugins_registry/";
+
+/// `PluginInfo.type` of a device plugin (`pluginregistration/v1/constants.go` `DevicePlugin`): the
+/// kubelet hands such plugins to the device manager (`pkg/kubelet/cm/devicemanager/plugin/
+/// v1beta1/handler.go`).
+pub const DEVICE_PLUGIN_TYPE: &str = "DevicePlugin";
 
 /// API version a plugin registers with (`constants.go` `Version`).
 pub const VERSION: &str = "v1beta1";

@@ -27,7 +27,7 @@ struct Harness {
     probes: confcom_runtime::Probes,
 }
 
-fn fast() -> Timings {
+pub(crate) fn fast() -> Timings {
     Timings {
         health_poll: Duration::from_millis(500),
         dir_poll: Duration::from_millis(500),
