@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::client::{CollateralSource, FetchError};
 use crate::clock::Clock;
 use crate::policy::Policy;
+use crate::policy_jws::{self, DecodedPolicy, Form, PolicySigners};
 use crate::token::KeyRing;
 use crate::verify::{QuoteVerifier, VerifiedQuote, VerifyFailure};
 
@@ -40,7 +41,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// Upper bound of a decoded quote (real quotes are ~5 KB).
 const MAX_QUOTE_LEN: usize = 64 * 1024;
-/// Upper bound of an attest request body: a quote at [`MAX_QUOTE_LEN`] in base64 plus
+/// Upper bound of an attest request body: a quote at the 64 KiB limit in base64 plus
 /// runtime data, init-time data and a draft policy.
 pub const MAX_BODY_LEN: usize = 1024 * 1024;
 
@@ -89,6 +90,9 @@ pub enum AttestError {
     /// Missing or wrong admin token.
     #[error("admin token required")]
     Unauthorized,
+    /// A `PUT /policies/SgxEnclave` body that does not unwrap or is not signed as required.
+    #[error(transparent)]
+    PolicyBody(#[from] policy_jws::Error),
     /// Endpoint not configured.
     #[error("{0}")]
     NotConfigured(&'static str),
@@ -113,6 +117,21 @@ impl AttestError {
             Self::CollateralUnavailable => (StatusCode::BAD_GATEWAY, "CollateralUnavailable"),
             Self::PolicyDenied(_) => (StatusCode::UNAUTHORIZED, "PolicyDenied"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Self::PolicyBody(e) => match e {
+                policy_jws::Error::SignatureRequired => {
+                    (StatusCode::UNAUTHORIZED, "PolicySignatureRequired")
+                }
+                policy_jws::Error::UntrustedSigner { .. } => {
+                    (StatusCode::UNAUTHORIZED, "PolicySignerNotTrusted")
+                }
+                policy_jws::Error::BadSignature => {
+                    (StatusCode::UNAUTHORIZED, "InvalidPolicySignature")
+                }
+                policy_jws::Error::UnsupportedAlgorithm(_) => {
+                    (StatusCode::BAD_REQUEST, "UnsupportedPolicyAlgorithm")
+                }
+                _ => (StatusCode::BAD_REQUEST, "MalformedPolicyJws"),
+            },
             Self::NotConfigured(_) => (StatusCode::NOT_FOUND, "NotConfigured"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -197,6 +216,9 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Admin token for policy management and key rotation (disabled when `None`).
     pub admin_token: Option<String>,
+    /// Policy signer certificates: when any is set, `PUT /policies/SgxEnclave` accepts only
+    /// a JWS signed by one of them (see [`crate::policy_jws`]).
+    pub policy_signers: PolicySigners,
 }
 
 impl Default for Config {
@@ -205,6 +227,7 @@ impl Default for Config {
             issuer: "http://127.0.0.1:8080".into(),
             token_ttl: DEFAULT_TOKEN_TTL,
             admin_token: None,
+            policy_signers: PolicySigners::none(),
         }
     }
 }
@@ -213,18 +236,50 @@ struct PolicyDoc {
     policy: Arc<Policy>,
     text: String,
     hash: String,
+    form: Form,
+    /// Hex SHA-256 of the signer's certificate, for a signed policy.
+    signer: Option<String>,
 }
 
 impl PolicyDoc {
-    fn new(text: String) -> Result<Self, crate::policy::Error> {
-        let policy = Arc::new(Policy::parse(&text)?);
+    fn new(d: DecodedPolicy) -> Result<Self, crate::policy::Error> {
+        let policy = Arc::new(Policy::parse(&d.text)?);
         // MAA: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
-        let inner = URL_SAFE_NO_PAD.encode(text.as_bytes());
+        let inner = URL_SAFE_NO_PAD.encode(d.text.as_bytes());
         let hash = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
             inner.as_bytes(),
         ));
-        Ok(Self { policy, text, hash })
+        Ok(Self {
+            policy,
+            text: d.text,
+            hash,
+            form: d.form,
+            signer: d.signer,
+        })
+    }
+
+    /// The `--policy` file: plain text is local configuration and always accepted; a JWS is
+    /// checked like a `PUT` body.
+    fn from_startup(text: &str, signers: &PolicySigners) -> Result<Self, crate::policy::Error> {
+        let decoded = if policy_jws::looks_like_jws(text) {
+            policy_jws::decode(text.as_bytes(), signers)?
+        } else {
+            DecodedPolicy {
+                text: text.to_owned(),
+                form: Form::Plain,
+                signer: None,
+            }
+        };
+        Self::new(decoded)
+    }
+
+    fn form_name(&self) -> &'static str {
+        match self.form {
+            Form::Plain => "plain",
+            Form::Unsigned => "unsigned-jws",
+            Form::Signed => "signed-jws",
+        }
     }
 }
 
@@ -242,7 +297,8 @@ pub struct AttestState {
 }
 
 impl AttestState {
-    /// Builds the state. `policy_text` is YAML/JSON (empty = default policy).
+    /// Builds the state. `policy_text` is YAML/JSON (empty = default policy) or MAA's JWS
+    /// form, checked against `config.policy_signers`.
     pub fn new(
         verifier: Arc<dyn QuoteVerifier>,
         collateral: CollateralSource,
@@ -259,7 +315,10 @@ impl AttestState {
             verifier,
             collateral: Arc::new(collateral),
             keys: Arc::new(keys),
-            policy: Arc::new(RwLock::new(PolicyDoc::new(policy_text.to_owned())?)),
+            policy: Arc::new(RwLock::new(PolicyDoc::from_startup(
+                policy_text,
+                &config.policy_signers,
+            )?)),
             config: Arc::new(config),
             clock,
             metrics,
@@ -308,80 +367,18 @@ pub async fn serve_on(
     state: AttestState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve(listener, router(state), None, shutdown).await
 }
 
-/// Serves HTTPS (rustls, aws-lc-rs) on an already-bound listener until `shutdown` resolves.
+/// Serves HTTPS (rustls, aws-lc-rs; see [`crate::server`]) on an already-bound listener
+/// until `shutdown` resolves.
 pub async fn serve_tls_on(
     listener: tokio::net::TcpListener,
     state: AttestState,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(state);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            if let Err(e) = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-/// Loads a rustls server configuration from PEM files.
-pub fn tls_config(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    crate::install_crypto_provider();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| rustls::Error::General(format!("certificate PEM: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| rustls::Error::General(format!("key PEM: {e}")))?;
-    let mut cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    crate::server::serve(listener, router(state), Some(tls), shutdown).await
 }
 
 /// MAA's request body.
@@ -682,34 +679,50 @@ async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Respons
     }
     match s.policy.read() {
         Ok(d) => axum::Json(json!({
-            "policy": d.text, "x-ms-policy-hash": d.hash, "parsed": *d.policy,
+            "policy": d.text,
+            "x-ms-policy-hash": d.hash,
+            "x-confcom-policy-form": d.form_name(),
+            "x-confcom-policy-signer": d.signer,
+            "parsed": *d.policy,
         }))
         .into_response(),
         Err(_) => AttestError::Internal.into_response(),
     }
 }
 
+/// `PUT /policies/SgxEnclave`: plain YAML/JSON, or MAA's JWS form (unsigned or signed; see
+/// [`crate::policy_jws`]). The admin token is checked first.
 async fn put_policy(State(s): State<AttestState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = check_admin(&s, &headers) {
-        return e.into_response();
-    }
-    let Ok(text) = String::from_utf8(body.to_vec()) else {
-        return AttestError::InvalidRequest("policy must be UTF-8".into()).into_response();
-    };
-    let doc = match PolicyDoc::new(text) {
-        Ok(d) => d,
-        Err(e) => return AttestError::InvalidRequest(e.to_string()).into_response(),
-    };
-    let hash = doc.hash.clone();
-    match s.policy.write() {
-        Ok(mut g) => {
-            *g = doc;
-            tracing::info!(hash, "attestation policy replaced");
-            axum::Json(json!({ "x-ms-policy-hash": hash, "x-ms-policy-result": "Updated" }))
-                .into_response()
+    match put_policy_inner(&s, &headers, &body) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "policy update refused");
+            e.into_response()
         }
-        Err(_) => AttestError::Internal.into_response(),
     }
+}
+
+fn put_policy_inner(
+    s: &AttestState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, AttestError> {
+    check_admin(s, headers)?;
+    let decoded = policy_jws::decode(body, &s.config.policy_signers)?;
+    let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
+    let result = json!({
+        "x-ms-policy-hash": doc.hash,
+        "x-ms-policy-result": "Updated",
+        "x-ms-policy-token-hash": URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body)
+        ),
+        "x-confcom-policy-form": doc.form_name(),
+        "x-confcom-policy-signer": doc.signer,
+    });
+    let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
+    tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, "attestation policy replaced");
+    *g = doc;
+    Ok(result)
 }
 
 async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Response {

@@ -3,7 +3,6 @@
 //! response bodies and the dates that decide when each piece must be refreshed.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// Header carrying the TCB info signing chain (PCS API v4).
 pub const TCB_INFO_ISSUER_CHAIN: &str = "TCB-Info-Issuer-Chain";
@@ -105,16 +104,21 @@ fn malformed(what: &'static str) -> impl Fn(dcap_verify::VerifyError) -> Error {
     }
 }
 
+/// Maps a `dcap-verify` error about one document into this module's error, keeping just
+/// the reason of a malformed document (the parser's message).
+fn malformed_reason(what: &'static str) -> impl Fn(dcap_verify::VerifyError) -> Error {
+    move |e| match e {
+        dcap_verify::VerifyError::MalformedCollateral { reason, .. } => {
+            Error::Malformed { what, reason }
+        }
+        e => malformed(what)(e),
+    }
+}
+
 /// Parses dcap-qvl's JSON form.
 pub fn from_json(bytes: &[u8]) -> Result<CollateralBundle> {
-    CollateralBundle::from_json(bytes).map_err(|e| match e {
-        // Its reason is the JSON parser's message: the same text as before the merge.
-        dcap_verify::VerifyError::MalformedCollateral { reason, .. } => Error::Malformed {
-            what: "collateral JSON",
-            reason,
-        },
-        e => malformed("collateral JSON")(e),
-    })
+    // The reason is the JSON parser's message: the same text as before the merge.
+    CollateralBundle::from_json(bytes).map_err(malformed_reason("collateral JSON"))
 }
 
 /// Builds a bundle from PCS responses (bodies and issuer chains); both CRLs are required
@@ -149,11 +153,11 @@ pub trait CollateralExt {
 
 impl CollateralExt for CollateralBundle {
     fn tcb_info_body(&self) -> String {
-        signed_body("tcbInfo", &self.tcb_info, &self.tcb_info_signature)
+        dcap_verify::signed_body("tcbInfo", &self.tcb_info, &self.tcb_info_signature)
     }
 
     fn qe_identity_body(&self) -> String {
-        signed_body(
+        dcap_verify::signed_body(
             "enclaveIdentity",
             &self.qe_identity,
             &self.qe_identity_signature,
@@ -244,42 +248,16 @@ impl PreparedCollateral {
     }
 }
 
-fn signed_body(key: &str, inner: &str, sig: &[u8]) -> String {
-    format!(
-        "{{\"{key}\":{inner},\"signature\":\"{}\"}}",
-        hex::encode(sig)
-    )
-}
-
 /// Splits one PCS signed body into the exact inner text and the signature bytes (to check
-/// a single response; whole bundles are built by [`from_pcs`]).
+/// a single response; whole bundles are built by [`from_pcs`]): `dcap-verify`'s
+/// [`split_signed_body`](dcap_verify::split_signed_body) with this module's error.
 pub fn split_signed(body: &[u8], key: &'static str) -> Result<(String, Vec<u8>)> {
     let what = if key == "tcbInfo" {
         "TCB info body"
     } else {
         "enclave identity body"
     };
-    let map: std::collections::HashMap<String, &RawValue> =
-        serde_json::from_slice(body).map_err(|e| Error::Malformed {
-            what,
-            reason: e.to_string(),
-        })?;
-    let inner = map.get(key).ok_or_else(|| Error::Malformed {
-        what,
-        reason: format!("no `{key}`"),
-    })?;
-    let sig: String = map
-        .get("signature")
-        .and_then(|v| serde_json::from_str(v.get()).ok())
-        .ok_or_else(|| Error::Malformed {
-            what,
-            reason: "no `signature` string".into(),
-        })?;
-    let sig = hex::decode(sig).map_err(|e| Error::Malformed {
-        what,
-        reason: format!("signature: {e}"),
-    })?;
-    Ok((inner.get().to_owned(), sig))
+    dcap_verify::split_signed_body(body, key, what).map_err(malformed_reason(what))
 }
 
 /// The dates and FMSPC of a signed TCB info or enclave identity text.
@@ -368,19 +346,13 @@ fn const_oid_cn() -> der::asn1::ObjectIdentifier {
     der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3")
 }
 
-/// Decodes a CRL served as DER, PEM or a hex string (PCCS's `rootcacrl`).
+/// Decodes a CRL served as DER, PEM or a hex string (PCCS's `rootcacrl`): `dcap-verify`'s
+/// [`crl_der`](dcap_verify::crl_der), keeping only results that look like DER.
 #[must_use]
 pub fn decode_crl(body: &[u8]) -> Option<Vec<u8>> {
-    let trimmed = body.trim_ascii();
-    if trimmed.first() == Some(&0x30) {
-        return Some(trimmed.to_vec());
-    }
-    if trimmed.starts_with(b"-----BEGIN") {
-        return pem::parse(trimmed).ok().map(pem::Pem::into_contents);
-    }
-    let text = std::str::from_utf8(trimmed).ok()?;
-    let bytes = hex::decode(text).ok()?;
-    (bytes.first() == Some(&0x30)).then_some(bytes)
+    dcap_verify::crl_der(body, "CRL")
+        .ok()
+        .filter(|der_bytes| der_bytes.first() == Some(&0x30))
 }
 
 /// URL-encodes a PEM chain as Intel PCS does in its issuer-chain headers.
@@ -449,6 +421,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(back, b);
+    }
+
+    #[test]
+    fn split_signed_slices_the_pcs_body() {
+        let b = set_a();
+        let (inner, sig) = split_signed(b.tcb_info_body().as_bytes(), "tcbInfo").unwrap();
+        assert_eq!((&inner, &sig), (&b.tcb_info, &b.tcb_info_signature));
+        let e = split_signed(b.qe_identity_body().as_bytes(), "tcbInfo").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Malformed {
+                    what: "TCB info body",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`attest`]: the attestation server (`confcom attest serve`): MAA's
 //!   `POST /attest/SgxEnclave`, JWKS, OpenID metadata, declarative policy.
 //! - [`attest_client`]: the `confcom attest` client.
+//! - [`server`]: HTTP/HTTPS serving shared by both servers.
 
 pub mod attest;
 pub mod attest_cli;
@@ -19,6 +20,8 @@ pub mod fuzzing;
 pub mod pccs;
 pub mod pccs_cli;
 pub mod policy;
+pub mod policy_jws;
+pub mod server;
 pub mod store;
 pub mod token;
 pub mod verify;

@@ -176,11 +176,32 @@ pub fn router(state: PccsState) -> Router {
     r.with_state(state).merge(probes)
 }
 
-/// Serves the PCCS on an already-bound listener until `shutdown` resolves; refreshes
-/// entries before their `nextUpdate` in LAZY mode.
+/// Serves the PCCS over plain HTTP on an already-bound listener until `shutdown` resolves;
+/// refreshes entries before their `nextUpdate` in LAZY mode.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: PccsState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// Serves the PCCS over HTTPS (rustls, aws-lc-rs; see [`crate::server`]), as QCNL's
+/// `pccs_url = "https://…"` expects; otherwise as [`serve_on`].
+pub async fn serve_tls_on(
+    listener: tokio::net::TcpListener,
+    state: PccsState,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, Some(tls), shutdown).await
+}
+
+/// Serves HTTP (`tls` = `None`) or HTTPS, with the LAZY-mode refresher alongside.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: PccsState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let refresher = (state.config.mode == Mode::Lazy).then(|| {
@@ -193,9 +214,7 @@ pub async fn serve_on(
             }
         })
     });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = crate::server::serve(listener, router(state), tls, shutdown).await;
     if let Some(h) = refresher {
         h.abort();
     }

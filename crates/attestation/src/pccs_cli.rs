@@ -1,5 +1,6 @@
 //! Command-line interface of `confcom pccs` (wired into the `confcom` binary):
-//! `confcom pccs serve --store DIR --listen ADDR [--upstream URL] [--mode lazy|offline]` and
+//! `confcom pccs serve --store DIR --listen ADDR [--tls-cert PEM --tls-key PEM] [--upstream URL]
+//! [--mode lazy|offline]` and
 //! `confcom pccs import --store DIR FILE...`.
 
 use std::net::SocketAddr;
@@ -38,6 +39,13 @@ pub struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "CONFCOM_PCCS_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// TLS certificate chain (PEM, leaf first); serve HTTPS with --tls-key, as QCNL's
+    /// `pccs_url = "https://…"` expects.
+    #[arg(long, env = "CONFCOM_PCCS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CONFCOM_PCCS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Upstream PCS/PCCS base URL, e.g. `https://api.trustedservices.intel.com/sgx/certification/v4`
     #[arg(long, env = "CONFCOM_PCCS_UPSTREAM")]
     pub upstream: Option<String>,
@@ -84,6 +92,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if a.mode == Mode::Lazy && a.upstream.is_none() {
         tracing::warn!("LAZY mode without --upstream: serving the store only");
     }
+    // Read the TLS files before opening the store or binding: bad config fails early.
+    let tls = crate::server::load_tls(a.tls_cert.as_deref(), a.tls_key.as_deref())
+        .context("TLS configuration")?;
     let store =
         Store::open(&a.store).with_context(|| format!("opening store {}", a.store.display()))?;
     let config = pccs::Config {
@@ -97,7 +108,44 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
-    tracing::info!(addr = %a.listen, "PCCS listening");
-    pccs::serve_on(listener, state, confcom_runtime::shutdown_signal()).await?;
+    tracing::info!(addr = %a.listen, tls = tls.is_some(), "PCCS listening");
+    pccs::serve_with(listener, state, tls, confcom_runtime::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn tls_cert_and_key_go_together() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["pccs", "serve", "--store", "/tmp/s"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        let Command::Serve(a) = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .unwrap()
+            .args
+            .command
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(a.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(a.tls_key, Some(PathBuf::from("k.pem")));
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["--tls-key", "k.pem"]).is_err());
+        let Command::Serve(a) = parse(&[]).unwrap().args.command else {
+            panic!("not serve");
+        };
+        assert!(a.tls_cert.is_none() && a.tls_key.is_none());
+    }
 }

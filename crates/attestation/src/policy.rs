@@ -83,6 +83,9 @@ pub enum Error {
     /// Neither valid YAML nor JSON of the policy shape.
     #[error("invalid policy: {0}")]
     Parse(String),
+    /// The policy's JWS form does not unwrap (see [`crate::policy_jws`]).
+    #[error(transparent)]
+    Jws(#[from] crate::policy_jws::Error),
 }
 
 /// A denial: the rule that failed and why.

@@ -815,7 +815,7 @@ async fn simulated_quote_end_to_end_with_runtime_and_init_data() {
     let now = now_dt.unix_timestamp();
     let sim = sgx_sim::Simulation::generate(now_dt).unwrap();
     let coll = sim.collateral(now_dt).unwrap();
-    let bundle = CollateralBundle::from_json(coll.to_json().unwrap().as_bytes()).unwrap();
+    let bundle = CollateralBundle::from_json(coll.to_json().as_bytes()).unwrap();
 
     // Our PCCS, offline, loaded with the simulated collateral.
     let dir = tempfile::tempdir().unwrap();
@@ -926,7 +926,7 @@ async fn simulated_quote_end_to_end_with_runtime_and_init_data() {
 async fn tls_server_and_client() {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = attest::tls_config(
+    let tls = attestation::server::server_config(
         cert.pem().as_bytes(),
         signing_key.serialize_pem().as_bytes(),
     )
@@ -1000,4 +1000,455 @@ async fn collateral_client_cache_expires_with_the_collateral() {
         "{err}"
     );
     pccs.stop().await;
+}
+
+/// A test CA and a `localhost` server certificate it issued (PEM): (CA, cert, key).
+fn test_ca_and_server_cert() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// Issue 7, QCNL over HTTPS: `pccs_url = "https://…/sgx/certification/v4/"` gets the same
+/// bodies and headers as over plain HTTP; plain HTTP on the TLS port fails cleanly and the
+/// server keeps serving.
+#[tokio::test]
+async fn qcnl_requests_over_https_match_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = offline_pccs(dir.path(), T_A);
+    let plain = start_pccs(state.clone()).await;
+    let (ca_pem, cert_pem, key_pem) = test_ca_and_server_cert();
+    let tls = attestation::server::server_config(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(pccs::serve_tls_on(l, state, tls, async {
+        let _ = rx.await;
+    }));
+
+    attestation::install_crypto_provider();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let fetch = |client: &reqwest::Client, url: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            let status = r.status();
+            let mut headers = r.headers().clone();
+            headers.remove("date");
+            (status, headers, r.bytes().await.unwrap())
+        }
+    };
+    let https_base = format!("https://localhost:{port}/sgx/certification/v4/");
+    let http_base = format!("{}/sgx/certification/v4/", plain.url);
+    for path in [
+        "tcb?fmspc=00a067110000",
+        "qe/identity",
+        "pckcrl?ca=processor&encoding=der",
+        "pckcrl?ca=processor&encoding=pem",
+        "rootcacrl",
+        "pckcrl?ca=platform",
+        "tcb?fmspc=zz",
+    ] {
+        let over_tls = fetch(&https, format!("{https_base}{path}")).await;
+        let over_http = fetch(&http, format!("{http_base}{path}")).await;
+        assert_eq!(over_tls, over_http, "{path}");
+    }
+    // The bodies are the imported ones (as in the plain-HTTP test above).
+    let (s, h, body) = fetch(&https, format!("{https_base}tcb?fmspc=00a067110000")).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        decode_chain_header(h["TCB-Info-Issuer-Chain"].to_str().unwrap()).unwrap(),
+        bundle_a().tcb_info_issuer_chain
+    );
+    assert_eq!(body, bundle_a().tcb_info_body().as_bytes());
+
+    // Plain HTTP to the TLS port: an error, not a hang, and the server keeps serving.
+    let err = http
+        .get(format!(
+            "http://127.0.0.1:{port}/sgx/certification/v4/qe/identity"
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!err.is_timeout(), "{err}");
+    // A client that does not trust the CA fails the handshake.
+    let untrusted = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        untrusted
+            .get(format!("{https_base}qe/identity"))
+            .send()
+            .await
+            .is_err()
+    );
+    let (s, _, _) = fetch(&https, format!("{https_base}qe/identity")).await;
+    assert_eq!(s, 200);
+
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    plain.stop().await;
+}
+
+/// MAA's JWS form of a policy: payload `{"AttestationPolicy": base64url(text)}`.
+fn policy_payload(text: &str) -> Value {
+    json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) })
+}
+
+fn unsigned_policy_jws(text: &str) -> String {
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    let p = URL_SAFE_NO_PAD.encode(policy_payload(text).to_string());
+    format!("{h}.{p}.")
+}
+
+/// A policy signing key and its self-signed certificate.
+struct PolicySigner {
+    alg: jsonwebtoken::Algorithm,
+    key_pem: String,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+}
+
+impl PolicySigner {
+    fn generate(alg: jsonwebtoken::Algorithm) -> Self {
+        let key = match alg {
+            jsonwebtoken::Algorithm::RS256 => {
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
+            }
+            _ => rcgen::KeyPair::generate().unwrap(),
+        };
+        let cert = rcgen::CertificateParams::new(vec!["policy-signer".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        Self {
+            alg,
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+        }
+    }
+
+    /// Signs `text` with this key, presenting `x5c_der` (normally our own certificate).
+    fn sign_with_x5c(&self, text: &str, x5c_der: &[u8]) -> String {
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.typ = None;
+        header.x5c = Some(vec![
+            base64::engine::general_purpose::STANDARD.encode(x5c_der),
+        ]);
+        let key = match self.alg {
+            jsonwebtoken::Algorithm::RS256 => {
+                jsonwebtoken::EncodingKey::from_rsa_pem(self.key_pem.as_bytes()).unwrap()
+            }
+            _ => jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes()).unwrap(),
+        };
+        jsonwebtoken::encode(&header, &policy_payload(text), &key).unwrap()
+    }
+
+    fn sign(&self, text: &str) -> String {
+        self.sign_with_x5c(text, &self.cert_der)
+    }
+}
+
+/// The attestation router of set A with policy signers; returns a `PUT /policies` helper.
+fn app_with_signers(signers: &[&PolicySigner], debug: bool) -> axum::Router {
+    let mut policy_signers = attestation::policy_jws::PolicySigners::none();
+    for s in signers {
+        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
+    }
+    attest::router(
+        AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            CollateralSource::from_bundles(vec![bundle_a()]),
+            KeyRing::ephemeral().unwrap(),
+            &format!("allow_debug: {debug}"),
+            attest::Config {
+                admin_token: Some("s3cret".into()),
+                policy_signers,
+                ..attest::Config::default()
+            },
+            Clock::fixed(T_A),
+        )
+        .unwrap(),
+    )
+}
+
+async fn put_policy(app: &axum::Router, token: &str, body: &str) -> (StatusCode, Value) {
+    let r = app
+        .clone()
+        .oneshot(
+            Request::put("/policies/SgxEnclave")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let s = r.status();
+    let b = r.into_body().collect().await.unwrap().to_bytes();
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unsigned_policy_jws_is_accepted_without_signers_and_takes_effect() {
+    let quote = quote_a();
+    let debug = direct_verdict(&quote, &bundle_a(), T_A).debug;
+    let app = app_with_signers(&[], debug);
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Only UpToDate: set A (ConfigurationAndSWHardeningNeeded) is then denied.
+    let text = format!("allow_debug: {debug}\naccepted_tcb_statuses: [UpToDate]\n");
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws(&text)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["x-confcom-policy-form"], "unsigned-jws");
+    assert_eq!(v["x-confcom-policy-signer"], Value::Null);
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicyDenied"),
+        "{v}"
+    );
+
+    // The admin token check stays.
+    let (s, v) = put_policy(&app, "nope", &unsigned_policy_jws("")).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "Unauthorized")
+    );
+    // A JWS whose decoded text is not a policy goes through the parser: 400.
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws("bogus: 1")).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidRequest"),
+        "{v}"
+    );
+    // Plain text is still accepted without signers, and restores the verdict.
+    let (s, v) = put_policy(&app, "s3cret", &format!("allow_debug: {debug}")).await;
+    assert_eq!(
+        (s, &v["x-confcom-policy-form"]),
+        (StatusCode::OK, &json!("plain"))
+    );
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn signed_policy_jws_from_a_configured_signer_only() {
+    use jsonwebtoken::Algorithm;
+    let quote = quote_a();
+    let debug = direct_verdict(&quote, &bundle_a(), T_A).debug;
+    let es = PolicySigner::generate(Algorithm::ES256);
+    let rs = PolicySigner::generate(Algorithm::RS256);
+    let stranger = PolicySigner::generate(Algorithm::ES256);
+    let app = app_with_signers(&[&es, &rs], debug);
+    let deny_text = format!("allow_debug: {debug}\naccepted_tcb_statuses: [UpToDate]\n");
+    let allow_text = format!("allow_debug: {debug}\n");
+
+    // ES256 by a configured signer: accepted, and it takes effect.
+    let (s, v) = put_policy(&app, "s3cret", &es.sign(&deny_text)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["x-confcom-policy-form"], "signed-jws");
+    let es_thumb = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &es.cert_der,
+    ));
+    assert_eq!(v["x-confcom-policy-signer"], es_thumb.as_str());
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicyDenied"),
+        "{v}"
+    );
+
+    // RS256 by the other configured signer: accepted; the quote passes again.
+    let (s, v) = put_policy(&app, "s3cret", &rs.sign(&allow_text)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Each refusal below leaves that policy in force.
+    let refused = [
+        // Signed by a key whose certificate is not configured.
+        (
+            stranger.sign(&deny_text),
+            StatusCode::UNAUTHORIZED,
+            "PolicySignerNotTrusted",
+        ),
+        // A stranger's signature presented with a configured certificate.
+        (
+            stranger.sign_with_x5c(&deny_text, &es.cert_der),
+            StatusCode::UNAUTHORIZED,
+            "InvalidPolicySignature",
+        ),
+        // Tampered payload: a configured signer's signature over another policy.
+        (
+            {
+                let good = es.sign(&allow_text);
+                let other = es.sign(&deny_text);
+                let p: Vec<&str> = good.split('.').collect();
+                let q: Vec<&str> = other.split('.').collect();
+                format!("{}.{}.{}", p[0], q[1], p[2])
+            },
+            StatusCode::UNAUTHORIZED,
+            "InvalidPolicySignature",
+        ),
+        // Unsigned JWS and plain text need a signature once signers are configured.
+        (
+            unsigned_policy_jws(&deny_text),
+            StatusCode::UNAUTHORIZED,
+            "PolicySignatureRequired",
+        ),
+        (
+            deny_text.clone(),
+            StatusCode::UNAUTHORIZED,
+            "PolicySignatureRequired",
+        ),
+        // Malformed JWS: header not JSON, no AttestationPolicy, x5c missing.
+        (
+            format!(
+                "Zm9v.{}.",
+                URL_SAFE_NO_PAD.encode(policy_payload("").to_string())
+            ),
+            StatusCode::BAD_REQUEST,
+            "MalformedPolicyJws",
+        ),
+        (
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(br#"{"policy":"x"}"#)
+            ),
+            StatusCode::BAD_REQUEST,
+            "MalformedPolicyJws",
+        ),
+        (
+            {
+                let t = es.sign(&deny_text);
+                let p: Vec<&str> = t.split('.').collect();
+                let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#);
+                format!("{h}.{}.{}", p[1], p[2])
+            },
+            StatusCode::BAD_REQUEST,
+            "MalformedPolicyJws",
+        ),
+    ];
+    for (body, status, code) in refused {
+        let (s, v) = put_policy(&app, "s3cret", &body).await;
+        assert_eq!((s, error_code(&v)), (status, code), "{v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+        assert_eq!(s, StatusCode::OK, "{code}: policy changed: {v}");
+    }
+    // The admin token is checked before the signature.
+    let (s, v) = put_policy(&app, "nope", &es.sign(&deny_text)).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "Unauthorized")
+    );
+    // GET reports the signer of the policy in force.
+    let r = app
+        .clone()
+        .oneshot(
+            Request::get("/policies/SgxEnclave")
+                .header("authorization", "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let b = r.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["policy"], allow_text);
+    assert_eq!(v["x-confcom-policy-form"], "signed-jws");
+    assert_eq!(
+        v["x-confcom-policy-signer"],
+        hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &rs.cert_der
+        ))
+        .as_str()
+    );
+}
+
+/// The collateral client (`confcom attest serve --pccs-url https://…`) trusts the system
+/// roots, or the CA bundle named by `SSL_CERT_FILE`: a PCCS with a private CA works when
+/// its CA is given that way. The client runs in a child test process, so the variable is set
+/// before it loads the roots (`std::env::set_var` is banned).
+#[tokio::test]
+async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, cert_pem, key_pem) = test_ca_and_server_cert();
+    let tls = attestation::server::server_config(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", l.local_addr().unwrap().port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(pccs::serve_tls_on(
+        l,
+        offline_pccs(dir.path(), T_A),
+        tls,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    // Without the CA, the handshake fails.
+    let retry = RetryPolicy {
+        attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let c = CollateralClient::new(&url, retry, Clock::fixed(T_A)).unwrap();
+    assert!(c.fetch("00A067110000", CaType::Processor).await.is_err());
+    // With SSL_CERT_FILE naming it, the child fetches the imported bundle.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "https_pccs_child", "--ignored"])
+            .env("SSL_CERT_FILE", ca_file)
+            .env("CONFCOM_TEST_HTTPS_PCCS", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+#[ignore = "run by collateral_client_trusts_ssl_cert_file_for_an_https_pccs"]
+async fn https_pccs_child() {
+    let url = std::env::var("CONFCOM_TEST_HTTPS_PCCS").unwrap();
+    let c = CollateralClient::new(&url, RetryPolicy::default(), Clock::fixed(T_A)).unwrap();
+    assert_eq!(
+        c.fetch("00A067110000", CaType::Processor).await.unwrap(),
+        bundle_a()
+    );
 }

@@ -124,22 +124,37 @@ struct SignedBody<'a> {
     signature: String,
 }
 
-/// Splits a PCS body into the exact inner signed text and the decoded signature.
-pub(crate) fn split_signed_body(
+/// Splits an Intel PCS signed body (`{"tcbInfo":{…},"signature":"<hex>"}` or
+/// `{"enclaveIdentity":{…},"signature":"<hex>"}`) into the exact inner signed text and the decoded signature.
+///
+/// `key` is `"tcbInfo"` or `"enclaveIdentity"` (any other key is reported missing). The inner text is sliced from
+/// `body`, never re-serialised, so the signature still verifies over it. Errors are
+/// [`VerifyError::MalformedCollateral`] naming `field`. The inverse is [`signed_body`].
+pub fn split_signed_body(
     body: &[u8],
-    key: &'static str,
+    key: &str,
     field: &'static str,
 ) -> Result<(String, Vec<u8>), VerifyError> {
     let err = |reason: String| VerifyError::MalformedCollateral { field, reason };
     let parsed: SignedBody<'_> = serde_json::from_slice(body).map_err(|e| err(e.to_string()))?;
-    let inner = if key == "tcbInfo" {
-        parsed.tcb_info
-    } else {
-        parsed.enclave_identity
+    let inner = match key {
+        "tcbInfo" => parsed.tcb_info,
+        "enclaveIdentity" => parsed.enclave_identity,
+        _ => None,
     };
     let inner = inner.ok_or_else(|| err(format!("no {key:?} object")))?;
     let sig = hex::decode(parsed.signature.trim()).map_err(|e| err(e.to_string()))?;
     Ok((inner.get().to_owned(), sig))
+}
+
+/// The Intel PCS body `{"<key>":<inner>,"signature":"<hex>"}` of a signed TCB info (`key` `"tcbInfo"`) or enclave
+/// identity (`"enclaveIdentity"`), with `inner` copied verbatim: the inverse of [`split_signed_body`].
+#[must_use]
+pub fn signed_body(key: &str, inner: &str, signature: &[u8]) -> String {
+    format!(
+        "{{\"{key}\":{inner},\"signature\":\"{}\"}}",
+        hex::encode(signature)
+    )
 }
 
 /// A PEM header value: URL-decoded when it is percent-encoded.
@@ -174,18 +189,26 @@ fn percent_decode(s: &str) -> Option<String> {
     out.contains("-----BEGIN").then_some(out)
 }
 
-/// A CRL in DER, PEM or hex-of-DER form, as DER.
-pub(crate) fn crl_der(v: &[u8], field: &'static str) -> Result<Vec<u8>, VerifyError> {
+/// Decodes a CRL served as DER, PEM or a hex string of the DER (PCCS's `rootcacrl`) to DER.
+///
+/// Bytes starting with the DER `SEQUENCE` tag `0x30` (after leading white space) are DER and returned unchanged (trailing
+/// bytes are kept: DER's last byte may be any value); anything else must be UTF-8 text, PEM when it holds a
+/// `-----BEGIN` line, hex otherwise (surrounding white space ignored). It does not parse the CRL: hex text decoding to
+/// anything (even nothing) is returned as is. Errors are [`VerifyError::MalformedCollateral`] naming `field`.
+pub fn crl_der(v: &[u8], field: &'static str) -> Result<Vec<u8>, VerifyError> {
     let err = |reason: String| VerifyError::MalformedCollateral { field, reason };
+    let v = v.trim_ascii_start();
     if v.first() == Some(&0x30) {
         return Ok(v.to_vec());
     }
-    let s = std::str::from_utf8(v).map_err(|e| err(e.to_string()))?;
+    let s = std::str::from_utf8(v)
+        .map_err(|e| err(e.to_string()))?
+        .trim();
     if s.contains("-----BEGIN") {
         let p = pem::parse(s).map_err(|e| err(e.to_string()))?;
         return Ok(p.into_contents());
     }
-    hex::decode(s.trim()).map_err(|e| err(e.to_string()))
+    hex::decode(s).map_err(|e| err(e.to_string()))
 }
 
 mod hex_bytes {
@@ -227,6 +250,44 @@ mod tests {
         let (inner, sig) = split_signed_body(body, "tcbInfo", "tcb_info").unwrap();
         assert_eq!(inner, r#"{"b": 1,  "a":2}"#);
         assert_eq!(sig, vec![0x0a, 0x0b]);
+    }
+
+    #[test]
+    fn signed_body_is_the_inverse_of_split_signed_body() {
+        let body = signed_body("enclaveIdentity", r#"{"id":"QE", "x":1}"#, &[0xab, 0x01]);
+        assert_eq!(
+            body,
+            r#"{"enclaveIdentity":{"id":"QE", "x":1},"signature":"ab01"}"#
+        );
+        let (inner, sig) = split_signed_body(body.as_bytes(), "enclaveIdentity", "qe").unwrap();
+        assert_eq!(inner, r#"{"id":"QE", "x":1}"#);
+        assert_eq!(sig, vec![0xab, 0x01]);
+        // The other key is missing, and so is any key that is neither.
+        for key in ["tcbInfo", "signature"] {
+            let e = split_signed_body(body.as_bytes(), key, "qe").unwrap_err();
+            assert!(e.to_string().contains(&format!("no {key:?} object")), "{e}");
+        }
+    }
+
+    #[test]
+    fn crl_der_accepts_der_pem_and_hex() {
+        let json = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/dcap/dcap-qvl/sample/sgx_quote_collateral.json"
+        ))
+        .unwrap();
+        let der = Collateral::from_json(&json).unwrap().pck_crl;
+        let pem_text = pem::encode(&pem::Pem::new("X509 CRL", der.clone()));
+        assert_eq!(crl_der(pem_text.as_bytes(), "crl").unwrap(), der);
+        let hex_text = format!(" {}\n", hex::encode(&der));
+        assert_eq!(crl_der(hex_text.as_bytes(), "crl").unwrap(), der);
+        assert_eq!(crl_der(&der, "crl").unwrap(), der);
+        // DER is self-delimiting: a last byte that happens to be white space is kept.
+        let mut odd = der.clone();
+        odd.push(b'\n');
+        assert_eq!(crl_der(&odd, "crl").unwrap(), odd);
+        let e = crl_der(b"not a crl", "pck_crl").unwrap_err();
+        assert!(e.to_string().contains("pck_crl"), "{e}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod verifier;
 mod x509;
 
 pub use anchors::{INTEL_SGX_ROOT_CA_KEY, TrustAnchors};
-pub use collateral::{Collateral, PcsResponses};
+pub use collateral::{Collateral, PcsResponses, crl_der, signed_body, split_signed_body};
 pub use error::{Item, VerifyError};
 pub use policy::Policy;
 pub use verdict::{TcbStatus, UnixTime, UnknownTcbStatus, Verdict};

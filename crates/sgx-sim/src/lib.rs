@@ -10,23 +10,23 @@
 //!   (certification data type 5, the PEM PCK chain) through `sgx_quote`'s encoder: the QE
 //!   report's REPORTDATA is SHA-256(attestation key ‖ QE auth data) ‖ 0^32 and is signed by
 //!   the PCK key, the quote by the attestation key.
-//! * [`SimCollateral`]: TCB info v3 and QE identity v2 signed by the TCB signing key, plus the
-//!   PCK and root CRLs, consistent with the PKI so the quote verifies as `UpToDate` under the
-//!   DCAP rules when the simulated root is the trust anchor.
+//! * [`collateral`]: `dcap-verify`'s [`Collateral`](dcap_verify::Collateral) for the PKI
+//!   (TCB info v3 and QE identity v2 signed by the TCB signing key, plus the PCK and root
+//!   CRLs), consistent with it so the quote verifies as `UpToDate` under the DCAP rules when
+//!   the simulated root is the trust anchor; and the Intel PCS style files derived from it.
 //! * [`state`]: persistence of keys and certificates as PEM in a directory (the only module
 //!   doing IO; std only), and the `confcom sim export` file layout.
 //!
 //! It is not secure: everything here is for tests, demos and development clusters. Time and
 //! randomness come in as parameters or from aws-lc-rs; it never starts threads or runtimes.
 
-mod collateral;
+pub mod collateral;
 mod error;
 mod pki;
 mod qe;
 pub mod report_mac;
 pub mod state;
 
-pub use collateral::SimCollateral;
 pub use error::{Error, Result};
 pub use pki::{PlatformTcb, SimPki};
 pub use qe::{QE_AUTH_DATA, QE_ISV_SVN, QE_MRENCLAVE, SoftQe};
@@ -59,7 +59,7 @@ impl Simulation {
     ///
     /// # Errors
     /// Signing failures.
-    pub fn collateral(&self, now: time::OffsetDateTime) -> Result<SimCollateral> {
-        SimCollateral::build(&self.pki, now)
+    pub fn collateral(&self, now: time::OffsetDateTime) -> Result<dcap_verify::Collateral> {
+        collateral::build(&self.pki, now)
     }
 }

@@ -153,7 +153,7 @@ pub fn save(sim: &Simulation, dir: &Path) -> Result<()> {
 
 /// Writes what a verifier needs into `out`: `root-ca.pem` (the trust anchor),
 /// `collateral.json` (dcap-qvl JSON form), `pck-chain.pem`, and the Intel PCS style files
-/// under `pcs/` (see [`crate::SimCollateral::pcs_files`], plus `pck_cert_chain.pem`). Returns the list of written paths.
+/// under `pcs/` (see [`crate::collateral::pcs_files`], plus `pck_cert_chain.pem`). Returns the list of written paths.
 ///
 /// # Errors
 /// IO errors naming the path, signing failures.
@@ -173,15 +173,12 @@ pub fn export(
         Ok(())
     };
     put(out.join("root-ca.pem"), sim.pki.root_ca_pem().as_bytes())?;
-    put(
-        out.join("collateral.json"),
-        collateral.to_json()?.as_bytes(),
-    )?;
+    put(out.join("collateral.json"), collateral.to_json().as_bytes())?;
     put(
         out.join("pck-chain.pem"),
         sim.pki.pck_chain_pem().as_bytes(),
     )?;
-    for (name, data) in collateral.pcs_files() {
+    for (name, data) in crate::collateral::pcs_files(&collateral) {
         put(pcs.join(name), &data)?;
     }
     put(

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
-use dcap_verify::{Collateral, Policy, TcbStatus, TrustAnchors, UnixTime, Verifier};
+use dcap_verify::{Collateral, PcsResponses, Policy, TcbStatus, TrustAnchors, UnixTime, Verifier};
 use sgx_quote::{MrEnclave, MrSigner, Quote, ReportBody, ReportData};
-use sgx_sim::{SimCollateral, Simulation};
+use sgx_sim::Simulation;
 use time::OffsetDateTime;
 
 fn app_body() -> ReportBody {
@@ -21,10 +21,6 @@ fn app_body() -> ReportBody {
         report_data: ReportData(rd),
         ..ReportBody::default()
     }
-}
-
-fn to_dcap(c: &SimCollateral) -> Collateral {
-    Collateral::from_json(c.to_json().unwrap().as_bytes()).unwrap()
 }
 
 #[test]
@@ -54,7 +50,7 @@ fn simulated_quote_verifies_up_to_date_with_dcap_verify() {
     let now = OffsetDateTime::now_utc();
     let sim = Simulation::generate(now).unwrap();
     let quote = sim.qe.quote(&app_body()).unwrap();
-    let collateral = to_dcap(&sim.collateral(now).unwrap());
+    let collateral = sim.collateral(now).unwrap();
     let anchors = TrustAnchors::from_pem(sim.pki.root_ca_pem().as_bytes()).unwrap();
     let verifier = Verifier::new(anchors);
     let t = UnixTime(u64::try_from(now.unix_timestamp()).unwrap());
@@ -111,6 +107,39 @@ fn state_round_trips_and_export_writes_the_files() {
     let quote = b.qe.quote(&app_body()).unwrap();
     let json = std::fs::read(out.join("collateral.json")).unwrap();
     let collateral = Collateral::from_json(&json).unwrap();
+    // The PCS-style files carry exactly the same collateral.
+    let pcs = |f: &str| std::fs::read(out.join("pcs").join(f)).unwrap();
+    let (tcb, qe, pck_crl, root_crl) = (
+        pcs("tcb_info.json"),
+        pcs("qe_identity.json"),
+        pcs("pck_crl.der"),
+        pcs("root_ca_crl.der"),
+    );
+    let (tcb_chain, qe_chain, crl_chain) = (
+        pcs("tcb_info_issuer_chain.pem"),
+        pcs("qe_identity_issuer_chain.pem"),
+        pcs("pck_crl_issuer_chain.pem"),
+    );
+    let from_pcs = Collateral::from_pcs(PcsResponses {
+        tcb_info: &tcb,
+        tcb_info_issuer_chain: &tcb_chain,
+        qe_identity: &qe,
+        qe_identity_issuer_chain: &qe_chain,
+        pck_crl: Some(&pck_crl),
+        pck_crl_issuer_chain: &crl_chain,
+        root_ca_crl: Some(&root_crl),
+        pck_certificate_chain: None,
+    })
+    .unwrap();
+    assert_eq!(from_pcs, collateral);
+    assert_eq!(
+        std::str::from_utf8(&tcb).unwrap(),
+        format!(
+            "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
+            collateral.tcb_info,
+            hex::encode(&collateral.tcb_info_signature)
+        )
+    );
     let root = std::fs::read(out.join("root-ca.pem")).unwrap();
     let v = Verifier::new(TrustAnchors::from_pem(&root).unwrap());
     let t = UnixTime(u64::try_from(now.unix_timestamp()).unwrap());

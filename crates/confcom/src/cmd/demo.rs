@@ -133,7 +133,7 @@ async fn flow(args: &Args, demo: &mut Demo) -> anyhow::Result<()> {
     let root_pem = dir.join("root-ca.pem");
     std::fs::write(&root_pem, sim.pki.root_ca_pem())?;
     let collateral_json = dir.join("collateral.json");
-    std::fs::write(&collateral_json, sim.collateral(now)?.to_json()?)?;
+    std::fs::write(&collateral_json, sim.collateral(now)?.to_json())?;
     demo.done(format!(
         "root {} (simulated, never Intel's)",
         root_pem.display()
@@ -328,6 +328,7 @@ async fn start_services(
         token_ttl_secs: 3600,
         collateral_timeout_secs: 5,
         collateral_attempts: 2,
+        ..attestation::attest_cli::ServeArgs::default()
     };
     let state = attestation::attest_cli::build_state(&serve_args)?;
     let shutdown = stopped(rx);

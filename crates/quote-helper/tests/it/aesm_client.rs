@@ -56,7 +56,7 @@ async fn aesm_client_gets_a_quote_that_dcap_verify_and_dcap_qvl_accept() {
     let collateral = sim.collateral(now).unwrap();
     let t = u64::try_from(now.unix_timestamp()).unwrap();
     let dv_collateral =
-        dcap_verify::Collateral::from_json(collateral.to_json().unwrap().as_bytes()).unwrap();
+        dcap_verify::Collateral::from_json(collateral.to_json().as_bytes()).unwrap();
     let anchors = dcap_verify::TrustAnchors::from_pem(sim.pki.root_ca_pem().as_bytes()).unwrap();
     let verdict = dcap_verify::Verifier::new(anchors)
         .verify(

@@ -1,0 +1,340 @@
+//! MAA's JWS form of a policy (`PUT /policies/{type}`): a compact JWS whose payload is
+//! `{"AttestationPolicy": "<base64url of the policy text>"}`, either unsigned (header
+//! `{"alg":"none"}`, empty signature: `header.payload.`) or signed (RS256 or ES256) by a key
+//! whose X.509 certificate is the first `x5c` entry and must be one of the configured policy
+//! signer certificates. This module only unwraps the policy text: [`crate::policy`] parses it.
+//!
+//! Rules ([`decode`]):
+//! - no signer certificates configured: a plain (YAML/JSON) body, an unsigned JWS, or a
+//!   signed JWS whose signature verifies with its own `x5c` leaf (integrity only);
+//! - signer certificates configured: only a JWS signed by one of them; a plain body or an
+//!   unsigned JWS is [`Error::SignatureRequired`].
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use der::Decode;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+/// Errors of unwrapping a policy body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The body is not UTF-8.
+    #[error("policy must be UTF-8")]
+    NotUtf8,
+    /// The body has the shape of a compact JWS but is not a valid policy JWS.
+    #[error("malformed policy JWS: {0}")]
+    Malformed(&'static str),
+    /// A JWS algorithm other than `none`, `RS256` and `ES256`.
+    #[error("unsupported policy JWS algorithm {0:?} (expected none, RS256 or ES256)")]
+    UnsupportedAlgorithm(String),
+    /// Signers are configured and the policy is plain text or an unsigned JWS.
+    #[error(
+        "policy signer certificates are configured: the policy must be a JWS signed (RS256 or ES256) by one of them, with its certificate in x5c"
+    )]
+    SignatureRequired,
+    /// The `x5c` leaf is not one of the configured signer certificates.
+    #[error(
+        "the policy is signed by a certificate that is not a configured policy signer (SHA-256 {thumbprint})"
+    )]
+    UntrustedSigner {
+        /// Hex SHA-256 of the presented certificate (DER).
+        thumbprint: String,
+    },
+    /// The signature does not verify with the `x5c` leaf's public key.
+    #[error("the policy JWS signature does not verify with its x5c certificate")]
+    BadSignature,
+    /// A `--policy-signer-cert` file holds no certificate, or a malformed one.
+    #[error("policy signer certificate: {0}")]
+    SignerCertificate(String),
+}
+
+/// The configured policy signer certificates (`--policy-signer-cert`, repeatable).
+#[derive(Debug, Clone, Default)]
+pub struct PolicySigners {
+    /// DER of each certificate.
+    certs: Vec<Vec<u8>>,
+}
+
+impl PolicySigners {
+    /// No signers: plain and unsigned policies are accepted.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds every certificate of a PEM file (one or more `CERTIFICATE` blocks).
+    pub fn add_pem(&mut self, pem: &[u8]) -> Result<(), Error> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut added = 0usize;
+        for der_cert in CertificateDer::pem_slice_iter(pem) {
+            let der_cert = der_cert.map_err(|e| Error::SignerCertificate(e.to_string()))?;
+            x509_cert::Certificate::from_der(&der_cert)
+                .map_err(|e| Error::SignerCertificate(e.to_string()))?;
+            self.certs.push(der_cert.to_vec());
+            added = added.saturating_add(1);
+        }
+        if added == 0 {
+            return Err(Error::SignerCertificate("no PEM certificate found".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether no signer is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+
+    /// Number of signer certificates.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    fn contains(&self, der_cert: &[u8]) -> bool {
+        self.certs.iter().any(|c| c.as_slice() == der_cert)
+    }
+}
+
+/// How the policy arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Plain YAML/JSON text.
+    Plain,
+    /// A JWS with `alg: none`.
+    Unsigned,
+    /// A signed JWS.
+    Signed,
+}
+
+/// An unwrapped policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedPolicy {
+    /// The policy text, for [`crate::policy::Policy::parse`].
+    pub text: String,
+    /// How it arrived.
+    pub form: Form,
+    /// Hex SHA-256 of the signing certificate (DER), for signed policies.
+    pub signer: Option<String>,
+}
+
+/// Whether `text` has the shape of a compact JWS (three base64url segments), optionally as a
+/// JSON string. No YAML/JSON policy has that shape (it would be a bare scalar).
+#[must_use]
+pub fn looks_like_jws(text: &str) -> bool {
+    compact(text).is_some()
+}
+
+/// The compact JWS inside `text` (trimmed, JSON string quotes removed), if it has that shape.
+fn compact(text: &str) -> Option<&str> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t);
+    let ok = t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    (ok && t.bytes().filter(|&b| b == b'.').count() == 2 && !t.starts_with('.')).then_some(t)
+}
+
+/// Unwraps a `PUT /policies/SgxEnclave` body (see the module docs for the rules).
+pub fn decode(body: &[u8], signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
+    let Some(jws) = compact(text) else {
+        if !signers.is_empty() {
+            return Err(Error::SignatureRequired);
+        }
+        return Ok(DecodedPolicy {
+            text: text.to_owned(),
+            form: Form::Plain,
+            signer: None,
+        });
+    };
+    decode_jws(jws, signers)
+}
+
+fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
+    let mut parts = jws.splitn(3, '.');
+    let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Malformed("expected header.payload.signature"));
+    };
+    let header = json_object(h, "header is not base64url JSON")?;
+    if header.contains_key("crit") {
+        return Err(Error::Malformed(
+            "critical header parameters are not supported",
+        ));
+    }
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed("header has no alg"))?;
+    let text = policy_text(p)?;
+    let (form, signer) = match alg {
+        "none" => {
+            if !sig.is_empty() {
+                return Err(Error::Malformed(
+                    "an unsigned (alg none) JWS has an empty signature",
+                ));
+            }
+            if !signers.is_empty() {
+                return Err(Error::SignatureRequired);
+            }
+            (Form::Unsigned, None)
+        }
+        "RS256" | "ES256" => {
+            let alg = if alg == "RS256" {
+                Algorithm::RS256
+            } else {
+                Algorithm::ES256
+            };
+            let leaf = x5c_leaf(&header)?;
+            let thumbprint =
+                hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf));
+            if !signers.is_empty() && !signers.contains(&leaf) {
+                return Err(Error::UntrustedSigner { thumbprint });
+            }
+            verify_signature(h, p, sig, &leaf, alg)?;
+            (Form::Signed, Some(thumbprint))
+        }
+        other => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
+    };
+    Ok(DecodedPolicy { text, form, signer })
+}
+
+fn json_object(segment: &str, what: &'static str) -> Result<serde_json::Map<String, Value>, Error> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Error::Malformed(what))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Error::Malformed(what)),
+    }
+}
+
+/// The policy text of the payload `{"AttestationPolicy": "<base64url>"}`.
+fn policy_text(payload: &str) -> Result<String, Error> {
+    let payload = json_object(payload, "payload is not base64url JSON")?;
+    let encoded = payload
+        .get("AttestationPolicy")
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed("payload has no AttestationPolicy string"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| Error::Malformed("AttestationPolicy is not base64url"))?;
+    String::from_utf8(bytes).map_err(|_| Error::Malformed("AttestationPolicy is not UTF-8"))
+}
+
+/// The DER of the first `x5c` certificate (RFC 7515 §4.1.6: standard base64).
+fn x5c_leaf(header: &serde_json::Map<String, Value>) -> Result<Vec<u8>, Error> {
+    let first = header
+        .get("x5c")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed(
+            "a signed policy JWS carries its certificate in x5c",
+        ))?;
+    STANDARD
+        .decode(first)
+        .map_err(|_| Error::Malformed("x5c is not base64"))
+}
+
+fn verify_signature(
+    header: &str,
+    payload: &str,
+    sig: &str,
+    leaf: &[u8],
+    alg: Algorithm,
+) -> Result<(), Error> {
+    let cert = x509_cert::Certificate::from_der(leaf)
+        .map_err(|_| Error::Malformed("x5c certificate is not DER X.509"))?;
+    // RSA: PKCS#1 RSAPublicKey; EC: the uncompressed point. jsonwebtoken (aws-lc-rs)
+    // takes the subjectPublicKey bits as they are.
+    let spk = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    let key = match alg {
+        Algorithm::RS256 => DecodingKey::from_rsa_der(spk),
+        _ => DecodingKey::from_ec_der(spk),
+    };
+    let message = format!("{header}.{payload}");
+    match jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key, alg) {
+        Ok(true) => Ok(()),
+        _ => Err(Error::BadSignature),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsigned(text: &str) -> String {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let p = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) }).to_string(),
+        );
+        format!("{h}.{p}.")
+    }
+
+    #[test]
+    fn shapes() {
+        assert!(looks_like_jws(&unsigned("min_svn: 1")));
+        assert!(looks_like_jws(&format!("\"{}\"\n", unsigned(""))));
+        assert!(!looks_like_jws("min_svn: 1"));
+        assert!(!looks_like_jws("{\"min_svn\": 1}"));
+        assert!(!looks_like_jws("a.b"));
+        assert!(!looks_like_jws(""));
+    }
+
+    #[test]
+    fn plain_and_unsigned_without_signers() {
+        let none = PolicySigners::none();
+        let d = decode(b"min_svn: 1\n", &none).unwrap();
+        assert_eq!((d.text.as_str(), d.form), ("min_svn: 1\n", Form::Plain));
+        let d = decode(unsigned("min_svn: 2").as_bytes(), &none).unwrap();
+        assert_eq!((d.text.as_str(), d.form), ("min_svn: 2", Form::Unsigned));
+        // A JSON-quoted JWS, as some clients send with Content-Type application/json.
+        let quoted = format!("\"{}\"", unsigned("min_svn: 3"));
+        assert_eq!(decode(quoted.as_bytes(), &none).unwrap().text, "min_svn: 3");
+    }
+
+    #[test]
+    fn malformed() {
+        let none = PolicySigners::none();
+        for bad in ["e30.e30.", "Zm9v.e30.", "eyJhbGciOiJub25lIn0.e30."] {
+            assert!(
+                matches!(decode(bad.as_bytes(), &none), Err(Error::Malformed(_))),
+                "{bad}"
+            );
+        }
+        let mut sig = unsigned("x");
+        sig.push_str("AAAA");
+        assert!(matches!(
+            decode(sig.as_bytes(), &none),
+            Err(Error::Malformed(_))
+        ));
+        let hs = format!(
+            "{}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+            unsigned("x").split('.').nth(1).unwrap()
+        );
+        assert!(matches!(
+            decode(hs.as_bytes(), &none),
+            Err(Error::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(decode(&[0xff, 0xfe], &none), Err(Error::NotUtf8)));
+    }
+
+    #[test]
+    fn signer_file_without_certificate() {
+        let mut s = PolicySigners::none();
+        assert!(s.add_pem(b"not a pem").is_err());
+        assert!(s.is_empty());
+    }
+}
