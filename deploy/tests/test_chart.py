@@ -36,6 +36,9 @@ COMPONENT_LABEL = {
     "pccs": "pccs",
 }
 
+SIGNER_PEM = (chartlib.REPO / "testdata" / "dcap" / "Intel_SGX_Root_CA.pem").read_text()
+SIGNER_PEM_OLD = (chartlib.REPO / "testdata" / "dcap" / "Intel_SGX_Root_CA_old-2033-variant.pem").read_text()
+
 # Value sets every test that loops over renders uses.
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -64,6 +67,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "webhook": {"podDisruptionBudget": {"enabled": False}},
     },
     "in-kube-system": {"_namespace": "kube-system"},
+    # PCCS over HTTPS with the certificate Helm generates, and policy signer certificates
+    # (a real certificate, so the binary loads it in the start-up test).
+    "pccs-tls-policy-signers": {
+        "pccs": {"tls": {"enabled": True}},
+        "attestation": {"policySignerCerts": [SIGNER_PEM, SIGNER_PEM_OLD]},
+    },
+    "pccs-tls-cert-manager": {"pccs": {"tls": {"enabled": True, "certManager": {"enabled": True}}}},
+    "pccs-tls-public-cert": {"pccs": {"tls": {"enabled": True, "existingSecret": "pccs-cert", "privateCA": False}}},
     "no-scrape-annotations": {"metrics": {"annotations": False}},
 }
 
@@ -155,7 +166,7 @@ def test_switching_a_component_off_removes_its_objects(component: str) -> None:
     assert len(others) == len(off)
 
 
-@pytest.mark.parametrize("scenario", ["default", "simulation"])
+@pytest.mark.parametrize("scenario", ["default", "simulation", "pccs-tls-policy-signers"])
 def test_helm_lint_strict_passes(scenario: str) -> None:
     report = helm.lint(
         chartlib.CHART,
@@ -180,6 +191,9 @@ def test_helm_lint_strict_passes(scenario: str) -> None:
         {"webhook": {"resources": {"limits": {"memory": None}}}},
         {"pccs": {"mode": "req"}},
         {"devicePlugin": {"extraArgs": ["no-dashes"]}},
+        {"attestation": {"policySignerCerts": ["not a certificate"]}},
+        {"pccs": {"tls": {"enabled": True, "secretName": "typo"}}},
+        {"pccs": {"tls": {"certManager": {"issuerRef": {"kind": "Vault"}}}}},
     ],
 )
 def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
@@ -695,6 +709,137 @@ def test_attestation_and_pccs() -> None:
     assert not by_kind(objs, "PersistentVolumeClaim") and not by_kind(objs, "PodDisruptionBudget")
 
 
+def _secret_files(objs: list[dict[str, Any]], name: str) -> dict[str, bytes]:
+    import base64
+
+    secret = next(s for s in by_kind(objs, "Secret") if s["metadata"]["name"] == name)
+    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+
+def test_pccs_over_https() -> None:
+    import subprocess
+    import tempfile
+
+    https_url = "https://confcom-pccs.confcom-system.svc:8081/sgx/certification/v4/"
+    objs = render("pccs-tls-policy-signers")
+    pccs = one(objs, "Deployment", "pccs")
+    c = pod_spec(pccs)["containers"][0]
+    assert "--tls-cert=/etc/confcom/pccs-tls/tls.crt" in c["args"]
+    assert "--tls-key=/etc/confcom/pccs-tls/tls.key" in c["args"]
+    assert c["ports"] == [{"name": "https", "containerPort": 8081, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"]["scheme"] == "HTTPS" and c[probe]["httpGet"]["port"] == "https"
+    assert {"name": "tls", "mountPath": "/etc/confcom/pccs-tls", "readOnly": True} in c["volumeMounts"]
+    vols = {v["name"]: v for v in pod_spec(pccs)["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "confcom-pccs-tls"
+    assert pccs["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+    svc = next(s for s in by_kind(objs, "Service") if s["metadata"]["name"] == "confcom-pccs")
+    assert svc["spec"]["ports"][0]["name"] == "https" and svc["spec"]["ports"][0]["targetPort"] == "https"
+    # The generated certificate (a Secret left out of plain manifests, like the webhook's)
+    # chains to its ca.crt and names the Service the clients dial.
+    secret = next(s for s in by_kind(objs, "Secret") if s["metadata"]["name"] == "confcom-pccs-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["annotations"][chartlib.GENERATED_ANNOTATION] == "true"
+    files = _secret_files(objs, "confcom-pccs-tls")
+    with tempfile.TemporaryDirectory() as d:
+        for k in ("ca.crt", "tls.crt"):
+            with open(f"{d}/{k}", "wb") as f:
+                f.write(files[k])
+        for host in ("confcom-pccs.confcom-system.svc", "confcom-pccs"):
+            try:
+                out = subprocess.run(["openssl", "verify", "-CAfile", f"{d}/ca.crt", "-verify_hostname", host,
+                                      f"{d}/tls.crt"], capture_output=True, text=True, check=False)
+            except FileNotFoundError:
+                pytest.fail("openssl is not installed: `apt-get install openssl` (.ci/run does)")
+            assert out.returncode == 0, out.stdout + out.stderr
+    # Clients get https:// URLs; the attestation service trusts the CA (and only the CA:
+    # the volume projects ca.crt, not the private key).
+    att = one(objs, "Deployment", "attestation")
+    ac = pod_spec(att)["containers"][0]
+    assert f"--pccs-url={https_url}" in ac["args"]
+    assert {"name": "SSL_CERT_FILE", "value": "/etc/confcom/pccs-ca/ca.crt"} in ac["env"]
+    assert {"name": "pccs-ca", "mountPath": "/etc/confcom/pccs-ca", "readOnly": True} in ac["volumeMounts"]
+    avols = {v["name"]: v for v in pod_spec(att)["volumes"]}
+    assert avols["pccs-ca"]["secret"] == {"secretName": "confcom-pccs-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    cm = one(objs, "ConfigMap", "quote-helper")
+    qcnl = yaml.safe_load(cm["data"]["sgx_default_qcnl.conf"])
+    assert qcnl["pccs_url"] == https_url
+    # Helm's self-signed CA is not in the node's store: QCNL keeps use_secure_cert false.
+    assert qcnl["use_secure_cert"] is False
+    default_qh = one(render("default"), "DaemonSet", "quote-helper")
+    qh = one(objs, "DaemonSet", "quote-helper")
+    assert (qh["spec"]["template"]["metadata"]["annotations"]["checksum/qcnl"]
+            != default_qh["spec"]["template"]["metadata"]["annotations"]["checksum/qcnl"])
+
+    # cert-manager: a Certificate for the same Secret, with its own self-signed Issuer.
+    objs = render("pccs-tls-cert-manager")
+    assert "confcom-pccs-tls" not in {s["metadata"]["name"] for s in by_kind(objs, "Secret")}
+    (cert,) = by_kind(objs, "Certificate")
+    assert cert["metadata"]["labels"]["app.kubernetes.io/component"] == "pccs"
+    assert cert["spec"]["secretName"] == "confcom-pccs-tls"
+    assert "confcom-pccs.confcom-system.svc" in cert["spec"]["dnsNames"]
+    assert cert["spec"]["issuerRef"]["name"] == "confcom-pccs-selfsigned"
+    assert [i["metadata"]["name"] for i in by_kind(objs, "Issuer")] == ["confcom-pccs-selfsigned"]
+    assert "SSL_CERT_FILE" in {e["name"] for e in pod_spec(one(objs, "Deployment", "attestation"))["containers"][0]["env"]}
+
+    # An existing Secret with a publicly trusted certificate: nothing generated, the system
+    # store is used (no CA mount, no SSL_CERT_FILE), the URL still https://.
+    objs = render("pccs-tls-public-cert")
+    assert not by_kind(objs, "Certificate")
+    assert "confcom-pccs-tls" not in {s["metadata"]["name"] for s in by_kind(objs, "Secret")}
+    vols = {v["name"]: v for v in pod_spec(one(objs, "Deployment", "pccs"))["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "pccs-cert"
+    att = one(objs, "Deployment", "attestation")
+    assert f"--pccs-url={https_url}" in _args(att)
+    assert "SSL_CERT_FILE" not in {e["name"] for e in pod_spec(att)["containers"][0]["env"]}
+    assert "pccs-ca" not in {v["name"] for v in pod_spec(att)["volumes"]}
+
+    # An explicit attestation.pccsUrl or simulation: the attestation service does not use
+    # the chart's PCCS, so it gets no CA.
+    for values in ({"pccs": {"tls": {"enabled": True}}, "attestation": {"pccsUrl": "https://pccs.example/sgx/certification/v4/"}},
+                   {"pccs": {"tls": {"enabled": True}}, "simulation": {"enabled": True}}):
+        att = one(render_objects(values), "Deployment", "attestation")
+        assert "SSL_CERT_FILE" not in {e["name"] for e in pod_spec(att)["containers"][0]["env"]}
+        assert "pccs-ca" not in {v["name"] for v in pod_spec(att)["volumes"]}
+
+    # ServiceMonitor scrapes the PCCS over HTTPS.
+    objs = render_objects({"pccs": {"tls": {"enabled": True}}, "metrics": {"serviceMonitor": {"enabled": True}}})
+    sm = next(o for o in by_kind(objs, "ServiceMonitor") if o["metadata"]["name"] == "confcom-pccs")
+    assert sm["spec"]["endpoints"][0]["port"] == "https" and sm["spec"]["endpoints"][0]["scheme"] == "https"
+
+    # Default: plain HTTP, no TLS objects or flags.
+    objs = render("default")
+    c = pod_spec(one(objs, "Deployment", "pccs"))["containers"][0]
+    assert not [a for a in c["args"] if a.startswith("--tls-")]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "confcom-pccs-tls" not in {s["metadata"]["name"] for s in by_kind(objs, "Secret")}
+
+
+def test_policy_signer_certificates() -> None:
+    objs = render("pccs-tls-policy-signers")
+    att = one(objs, "Deployment", "attestation")
+    args = _args(att)
+    assert [a for a in args if a.startswith("--policy-signer-cert")] == [
+        "--policy-signer-cert=/etc/confcom/policy-signers/signer-0.pem",
+        "--policy-signer-cert=/etc/confcom/policy-signers/signer-1.pem",
+    ]
+    c = pod_spec(att)["containers"][0]
+    assert {"name": "policy-signers", "mountPath": "/etc/confcom/policy-signers", "readOnly": True} in c["volumeMounts"]
+    vols = {v["name"]: v for v in pod_spec(att)["volumes"]}
+    assert vols["policy-signers"]["configMap"]["name"] == "confcom-attestation-policy-signers"
+    cm = next(o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"] == "confcom-attestation-policy-signers")
+    assert {k: v.strip() for k, v in cm["data"].items()} == {
+        "signer-0.pem": SIGNER_PEM.strip(), "signer-1.pem": SIGNER_PEM_OLD.strip()}
+    # Pods roll when the signer set changes.
+    assert "checksum/policy-signers" in att["spec"]["template"]["metadata"]["annotations"]
+    # Default: no flag, no ConfigMap, no volume.
+    objs = render("default")
+    att = one(objs, "Deployment", "attestation")
+    assert not [a for a in _args(att) if a.startswith("--policy-signer-cert")]
+    assert "policy-signers" not in {v["name"] for v in pod_spec(att)["volumes"]}
+    assert "confcom-attestation-policy-signers" not in {o["metadata"]["name"] for o in by_kind(objs, "ConfigMap")}
+
+
 # --- samples -------------------------------------------------------------------------
 
 
@@ -883,13 +1028,24 @@ def _wait_http(url: str, proc: Any, ca: str | None = None, timeout: float = 20.0
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
-@pytest.mark.parametrize("scenario", ["default", "simulation"])
+def _check_served_certificate(port: int, ca: str, hostname: str) -> None:
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname=hostname) as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+@pytest.mark.parametrize("scenario", ["default", "simulation", "pccs-tls-policy-signers"])
 def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: Any) -> None:
     """Runs each service container of a render, with the binary its command names (else
     `confcom`) and its exact args (paths moved under a temp dir, listeners moved to free
     loopback ports), and waits for /healthz."""
     import base64
     import subprocess
+    from pathlib import Path
 
     binary = _confcom_binary()
     if binary is None:
@@ -909,10 +1065,14 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
         for m in c.get("volumeMounts", []):
             d = root / m["mountPath"].lstrip("/")
             d.mkdir(parents=True, exist_ok=True)
-            src = vols[m["name"]].get("secret", {}).get("secretName") or vols[m["name"]].get(
-                "configMap", {}).get("name")
+            source = vols[m["name"]].get("secret") or vols[m["name"]].get("configMap") or {}
+            src = source.get("secretName") or source.get("name")
+            # `items` projects only some keys (the attestation service gets only the
+            # PCCS's ca.crt).
+            paths = {i["key"]: i["path"] for i in source["items"]} if "items" in source else None
             for k, v in files.get(src, {}).items():
-                (d / k).write_bytes(v)
+                if paths is None or k in paths:
+                    (d / (paths[k] if paths else k)).write_bytes(v)
 
     def rewrite(arg: str, ports: dict[str, int]) -> str:
         flag, _, value = arg.partition("=")
@@ -933,6 +1093,9 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "CONFCOM_LOG_FORMAT": "json"}
             for c in containers(spec):
                 place(spec, c)
+            # The main container's literal env (SSL_CERT_FILE...), file paths moved like the args.
+            env.update({e["name"]: rewrite(f"={e['value']}", {})[1:]
+                        for e in spec["containers"][0].get("env", []) if "value" in e})
             for c in spec.get("initContainers", []):
                 out = subprocess.run([_binary_for(c), *[rewrite(a, {}) for a in c["args"]]], env=env,
                                      capture_output=True, text=True, timeout=60, check=False)
@@ -956,12 +1119,19 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             named = {pt["name"]: str(pt["containerPort"]) for pt in c["ports"]}
             port = ports[named[probe["port"]]]
             scheme = probe.get("scheme", "HTTP").lower()
-            ca = str(root / "etc/confcom/tls/ca.crt") if scheme == "https" else None
+            ca = None
+            if scheme == "https":
+                # The ca.crt next to the certificate the container serves.
+                cert = next(a for a in args if a.startswith("--tls-cert=")).split("=", 1)[1]
+                ca = str(Path(cert).parent / "ca.crt")
             try:
                 status = _wait_http(f"{scheme}://127.0.0.1:{port}{probe['path']}", p, ca)
             except AssertionError as e:
                 raise AssertionError(f"{c['name']} {args}: {e}\n{(tmp_path / (c['name'] + '.log')).read_text()}")
             assert status == 200, c["name"]
+            if ca:
+                # The served chain verifies for the Service name clients dial.
+                _check_served_certificate(port, ca, f"{o['metadata']['name']}.{chartlib.NAMESPACE}.svc")
         assert {n for n, _, _ in procs} == {"device-plugin", "quote-helper", "webhook", "attestation", "pccs"}
         if scenario == "simulation":
             # What samples/attested-app does in a pod: quote over the quote helper's socket,
