@@ -8,6 +8,7 @@ inside kubernetes-validate.
 from __future__ import annotations
 
 import copy
+import pathlib
 import re
 from typing import Any
 
@@ -922,8 +923,11 @@ IMAGE_BINARIES = ["confcom", "confcom-device-plugin"]
 def _confcom_binary() -> str | None:
     import os
 
-    for candidate in (os.environ.get("CONFCOM_BIN"), chartlib.REPO / "target" / "debug" / "confcom",
-                      chartlib.REPO / "target" / "release" / "confcom"):
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or chartlib.REPO / "target")
+    if not target.is_absolute():
+        target = chartlib.REPO / target
+    for candidate in (os.environ.get("CONFCOM_BIN"), target / "debug" / "confcom",
+                      target / "release" / "confcom"):
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
