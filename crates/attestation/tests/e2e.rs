@@ -1394,10 +1394,20 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
 
 /// The collateral client (`confcom attest serve --pccs-url https://…`) trusts the system
 /// roots, or the CA bundle named by `SSL_CERT_FILE`: a PCCS with a private CA works when
-/// its CA is given that way. The client runs in a child test process, so the variable is set
-/// before it loads the roots (`std::env::set_var` is banned).
+/// its CA is given that way. The test runs itself again in a child process with the variable
+/// set (so it is set before the client loads the roots; `std::env::set_var` is banned), and the
+/// child only fetches, from the parent's PCCS.
 #[tokio::test]
 async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
+    const CHILD_URL: &str = "CONFCOM_TEST_HTTPS_PCCS";
+    if let Ok(url) = std::env::var(CHILD_URL) {
+        let c = CollateralClient::new(&url, RetryPolicy::default(), Clock::fixed(T_A)).unwrap();
+        assert_eq!(
+            c.fetch("00A067110000", CaType::Processor).await.unwrap(),
+            bundle_a()
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (ca_pem, cert_pem, key_pem) = test_ca_and_server_cert();
     let tls = attestation::server::server_config(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
@@ -1424,9 +1434,12 @@ async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
     std::fs::write(&ca_file, ca_pem).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "https_pccs_child", "--ignored"])
+            .args([
+                "--exact",
+                "collateral_client_trusts_ssl_cert_file_for_an_https_pccs",
+            ])
             .env("SSL_CERT_FILE", ca_file)
-            .env("CONFCOM_TEST_HTTPS_PCCS", url)
+            .env(CHILD_URL, url)
             .output()
             .unwrap()
     })
@@ -1440,15 +1453,4 @@ async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
     );
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
-}
-
-#[tokio::test]
-#[ignore = "run by collateral_client_trusts_ssl_cert_file_for_an_https_pccs"]
-async fn https_pccs_child() {
-    let url = std::env::var("CONFCOM_TEST_HTTPS_PCCS").unwrap();
-    let c = CollateralClient::new(&url, RetryPolicy::default(), Clock::fixed(T_A)).unwrap();
-    assert_eq!(
-        c.fetch("00A067110000", CaType::Processor).await.unwrap(),
-        bundle_a()
-    );
 }
