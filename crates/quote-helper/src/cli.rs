@@ -63,7 +63,8 @@ pub struct ServeArgs {
     /// Permission bits of the socket, octal.
     #[arg(long, env = "CONFCOM_SOCKET_MODE", default_value = "0666", value_parser = parse_mode)]
     pub socket_mode: u32,
-    /// Connections served at once (1..=4096); further clients wait in the listen backlog.
+    /// Connections served at once, one worker thread each (1..=4096); further clients wait in
+    /// the listen backlog.
     #[arg(long, env = "CONFCOM_MAX_CONNECTIONS", default_value_t = 64)]
     pub max_connections: usize,
     /// Per-connection timeout for reading the request and writing the response, in ms.
