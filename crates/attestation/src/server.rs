@@ -1,15 +1,12 @@
 //! HTTP and HTTPS serving shared by the attestation server and the PCCS: a rustls
-//! (aws-lc-rs) server configuration from PEM files, and one accept loop for an axum router
-//! over plain TCP or TLS. Does no routing of its own.
+//! (aws-lc-rs) server configuration from PEM files, and serving an axum router over plain TCP
+//! or, through [`confcom_runtime::tls::serve_tls`], TLS. Does no routing of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-
-/// A client that connects but never finishes the TLS handshake is dropped after this long.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After shutdown is signalled, open HTTPS connections get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,65 +111,8 @@ pub async fn serve(
                 .await
         }
         Some(tls) => {
-            serve_tls(listener, app, tls, shutdown).await;
+            confcom_runtime::tls::serve_tls(listener, tls, app, shutdown, DRAIN_TIMEOUT).await;
             Ok(())
         }
-    }
-}
-
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-        let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout");
     }
 }

@@ -1,7 +1,10 @@
 //! Shared service plumbing for the `confcom` daemons: tracing set-up, the shutdown signal,
-//! and one small HTTP endpoint for probes (`/healthz`, `/readyz`) and Prometheus `/metrics`.
+//! one small HTTP endpoint for probes (`/healthz`, `/readyz`) and Prometheus `/metrics`, and
+//! the TLS accept loop of the HTTPS services ([`tls::serve_tls`]).
 //!
 //! It holds no SGX or Kubernetes logic; each service crate builds on it.
+
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use webhook::tls::{CertReloader, provider, server_config};
-use webhook::{AppState, router, server};
+use webhook::{AppState, router};
 
 const FIXED_RATE: u32 = 500;
 const MAX_IN_FLIGHT: usize = 16;
@@ -64,7 +64,7 @@ fn main() {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             state.probes().set_ready(true);
-            server::serve_tls(
+            confcom_runtime::tls::serve_tls(
                 listener,
                 tls,
                 router(state),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::tls::{CertReloader, server_config};
-use crate::{AppState, router, server};
+use crate::{AppState, router};
 
 /// Exit code for invalid configuration (BSD `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
@@ -117,7 +117,7 @@ pub async fn run_until(
     };
     probes.set_ready(true);
     let drain = Duration::from_secs(args.drain_timeout_secs);
-    let webhook = server::serve_tls(listener, tls, router(state), stopped(), drain);
+    let webhook = confcom_runtime::tls::serve_tls(listener, tls, router(state), stopped(), drain);
     let (metrics_result, (), ()) = tokio::join!(metrics_server, webhook, signal);
     metrics_result?;
     tracing::info!("admission webhook stopped");

@@ -14,7 +14,6 @@
 pub mod cli;
 mod handler;
 mod metrics;
-pub mod server;
 pub mod tls;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use webhook::tls::{CertReloader, provider, server_config};
-use webhook::{AppState, router, server};
+use webhook::{AppState, router};
 
 use crate::pki::Ca;
 use crate::{patch_of, review_body};
@@ -37,7 +37,7 @@ async fn start(dir: &std::path::Path) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
     let task = tokio::spawn(async move {
-        server::serve_tls(
+        confcom_runtime::tls::serve_tls(
             listener,
             tls,
             app,

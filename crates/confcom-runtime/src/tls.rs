@@ -1,4 +1,5 @@
-//! The TLS accept loop: rustls over TCP, HTTP/1.1 and HTTP/2, graceful shutdown.
+//! The TLS accept loop shared by the HTTPS services (webhook, attestation server, PCCS):
+//! rustls over TCP, HTTP/1.1 and HTTP/2, handshake and header timeouts, graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
