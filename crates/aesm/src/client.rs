@@ -1,11 +1,11 @@
 //! A small blocking AESM client: one connection per request, as aesmd requires.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::frame::{MAX_RESPONSE_LEN, PREFIX_LEN, check_len, encode_frame};
+use crate::frame::{MAX_RESPONSE_LEN, encode_frame, read_frame_blocking};
 use crate::keyid::ECDSA_P256_QE3_KEY_ID;
 use crate::{Error, Request, Response, Result};
 
@@ -57,35 +57,9 @@ impl Client {
         s.set_read_timeout(Some(self.timeout))?;
         s.set_write_timeout(Some(self.timeout))?;
         s.write_all(&encode_frame(&req.encode())?)?;
-        // Read into one buffer: a quote response usually arrives in one or two reads.
-        let mut buf = vec![0u8; 8192];
-        let mut have = 0usize;
-        let mut want = PREFIX_LEN;
-        let mut len = None;
-        loop {
-            if len.is_none() && have >= PREFIX_LEN {
-                let prefix = buf.first_chunk::<PREFIX_LEN>().copied().unwrap_or_default();
-                let l = check_len(prefix, MAX_RESPONSE_LEN)?;
-                len = Some(l);
-                want = PREFIX_LEN.saturating_add(l);
-                if buf.len() < want {
-                    buf.resize(want, 0);
-                }
-            }
-            if len.is_some() && have >= want {
-                break;
-            }
-            let n = s.read(buf.get_mut(have..).unwrap_or_default())?;
-            if n == 0 {
-                return Err(Error::Truncated {
-                    expected: want,
-                    got: have,
-                });
-            }
-            have = have.saturating_add(n);
-        }
-        let payload = buf.get(PREFIX_LEN..want).unwrap_or_default();
-        Response::decode(payload, req.kind())
+        // A quote response (a few KiB) usually arrives in one or two reads.
+        let payload = read_frame_blocking(&mut s, MAX_RESPONSE_LEN, 8192)?;
+        Response::decode(&payload, req.kind())
     }
 
     fn call(&self, req: &Request) -> Result<Response> {

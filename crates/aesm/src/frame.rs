@@ -46,14 +46,19 @@ pub fn check_len(prefix: [u8; 4], max: u32) -> Result<usize> {
 
 /// Reads one length-prefixed payload of at most `max` bytes from a blocking reader (a
 /// connection with read timeouts set). One read usually brings the whole frame, so the
-/// prefix and the payload are read into one buffer; bytes after the frame are ignored, as
-/// aesmd does (one request per connection). Nothing is allocated for a prefix above `max`.
+/// prefix and the payload are read into one buffer of `first_read` bytes, grown only for a
+/// larger frame; bytes after the frame are ignored, as aesmd does (one request per
+/// connection). Nothing is allocated for a prefix above `max`.
 ///
 /// # Errors
 /// [`Error::Truncated`] on EOF before the frame ends, [`Error::FrameTooLarge`], [`Error::Io`]
 /// (a read timeout surfaces as `WouldBlock` or `TimedOut`).
-pub fn read_frame_blocking<R: std::io::Read>(r: &mut R, max: u32) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; FIRST_READ];
+pub fn read_frame_blocking<R: std::io::Read>(
+    r: &mut R,
+    max: u32,
+    first_read: usize,
+) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; first_read.max(PREFIX_LEN)];
     let mut have = 0usize;
     let mut want = PREFIX_LEN;
     let mut len = None;
@@ -88,8 +93,8 @@ pub fn read_frame_blocking<R: std::io::Read>(r: &mut R, max: u32) -> Result<Vec<
     Ok(buf)
 }
 
-/// First read buffer of [`read_frame_blocking`]: holds any well-formed request in one read.
-const FIRST_READ: usize = 2048;
+/// A first-read buffer that holds any well-formed request (for [`read_frame_blocking`]).
+pub const REQUEST_FIRST_READ: usize = 2048;
 
 /// Splits one complete frame held in memory into its payload; trailing bytes are an error
 /// (a connection carries one request).
@@ -141,7 +146,7 @@ mod tests {
         for step in [1, 3, 4, 5, 2047, 2048, 5000] {
             let mut r = Trickle { data: &f, step };
             assert_eq!(
-                read_frame_blocking(&mut r, MAX_REQUEST_LEN).unwrap(),
+                read_frame_blocking(&mut r, MAX_REQUEST_LEN, REQUEST_FIRST_READ).unwrap(),
                 payload,
                 "step {step}"
             );
@@ -153,7 +158,8 @@ mod tests {
                     data: short,
                     step: 7
                 },
-                MAX_REQUEST_LEN
+                MAX_REQUEST_LEN,
+                REQUEST_FIRST_READ
             ),
             Err(Error::Truncated {
                 expected: 3000,
@@ -166,7 +172,8 @@ mod tests {
                     data: &[1, 0],
                     step: 1
                 },
-                MAX_REQUEST_LEN
+                MAX_REQUEST_LEN,
+                REQUEST_FIRST_READ
             ),
             Err(Error::Truncated { .. })
         ));
@@ -177,7 +184,8 @@ mod tests {
                     data: &huge,
                     step: 5
                 },
-                MAX_REQUEST_LEN
+                MAX_REQUEST_LEN,
+                REQUEST_FIRST_READ
             ),
             Err(Error::FrameTooLarge { len: u32::MAX, .. })
         ));
@@ -188,7 +196,8 @@ mod tests {
                     data: &empty,
                     step: 4
                 },
-                MAX_REQUEST_LEN
+                MAX_REQUEST_LEN,
+                REQUEST_FIRST_READ
             )
             .unwrap(),
             b""

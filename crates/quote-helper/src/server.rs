@@ -370,7 +370,7 @@ fn connection(stream: UnixStream, st: &State) {
             until: start + st.io_timeout,
             first: true,
         };
-        aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN)
+        aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN, aesm::frame::REQUEST_FIRST_READ)
             .and_then(|payload| Request::decode(&payload))
     };
     let req = match read {
