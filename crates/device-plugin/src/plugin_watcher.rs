@@ -364,14 +364,8 @@ pub async fn run(runner: Runner, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             Action::Wait(until) => {
-                let sleep = async {
-                    match until {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
-                    () = sleep => Input::Timer,
+                    () = crate::watch::sleep_until(until) => Input::Timer,
                     r = dir.changed() => {
                         if r.is_err() { break; }
                         dir.borrow_and_update();

@@ -119,6 +119,14 @@ impl DirWatch {
     }
 }
 
+/// Sleeps until `until`, or forever for `None` (a state machine's optional timer).
+pub(crate) async fn sleep_until(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Keeps `tx` equal to the platform's device nodes until `shutdown` flips.
 pub async fn monitor_devices(
     platform: Arc<dyn Platform>,
