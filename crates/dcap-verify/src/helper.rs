@@ -74,13 +74,8 @@ pub(crate) fn offload<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static)
             *s.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Done(out);
             s.done.notify_all();
         });
-        let sent = q
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(task)
-            .is_ok();
         // A helper that is gone leaves the work queued: the caller runs it in `join`.
-        let _ = sent;
+        let _ = q.lock().unwrap_or_else(PoisonError::into_inner).send(task);
     }
     Handoff { slot }
 }
