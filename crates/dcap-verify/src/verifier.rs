@@ -79,6 +79,9 @@ struct SignedEntry<T> {
     windows: Vec<Window>,
 }
 
+/// A signed document of the collateral, verified, or why it is not.
+type Signed<T> = Result<Arc<SignedEntry<T>>, VerifyError>;
+
 /// A verified TCB signing chain (by its PEM text).
 struct SignerEntry {
     pem: String,
@@ -315,24 +318,6 @@ impl Inner {
                 })
             }
         };
-        let signed = || {
-            (
-                self.signed_entry::<TcbInfo>(
-                    &collateral.tcb_info,
-                    &collateral.tcb_info_signature,
-                    &collateral.tcb_info_issuer_chain,
-                    Item::TcbInfo,
-                    now,
-                ),
-                self.signed_entry::<QeIdentity>(
-                    &collateral.qe_identity,
-                    &collateral.qe_identity_signature,
-                    &collateral.qe_identity_issuer_chain,
-                    Item::QeIdentity,
-                    now,
-                ),
-            )
-        };
         let cached = (
             self.cached_signed::<TcbInfo>(
                 &collateral.tcb_info,
@@ -350,26 +335,11 @@ impl Inner {
         {
             (None, (Ok(t), Ok(i)))
         } else if !parallel {
-            (None, signed())
+            (None, self.signed_entries(collateral, now))
         } else {
             let (inner, c) = (Arc::clone(self), collateral.clone());
             let helper = crate::helper::offload(move || {
-                let r = (
-                    inner.signed_entry::<TcbInfo>(
-                        &c.tcb_info,
-                        &c.tcb_info_signature,
-                        &c.tcb_info_issuer_chain,
-                        Item::TcbInfo,
-                        now,
-                    ),
-                    inner.signed_entry::<QeIdentity>(
-                        &c.qe_identity,
-                        &c.qe_identity_signature,
-                        &c.qe_identity_issuer_chain,
-                        Item::QeIdentity,
-                        now,
-                    ),
-                );
+                let r = inner.signed_entries(&c, now);
                 inner.prefetch_root_crl(&c, now);
                 r
             });
@@ -589,6 +559,30 @@ impl Inner {
             valid_until: clock.valid_until,
             collateral_expired: clock.expired,
         })
+    }
+
+    /// The TCB info and QE identity of `c`, their signatures and issuer chains verified (or cached).
+    fn signed_entries(
+        &self,
+        c: &Collateral,
+        now: UnixTime,
+    ) -> (Signed<TcbInfo>, Signed<QeIdentity>) {
+        (
+            self.signed_entry::<TcbInfo>(
+                &c.tcb_info,
+                &c.tcb_info_signature,
+                &c.tcb_info_issuer_chain,
+                Item::TcbInfo,
+                now,
+            ),
+            self.signed_entry::<QeIdentity>(
+                &c.qe_identity,
+                &c.qe_identity_signature,
+                &c.qe_identity_issuer_chain,
+                Item::QeIdentity,
+                now,
+            ),
+        )
     }
 
     /// The cached, verified entry for this exact signed text, signature and issuer chain.
