@@ -4,8 +4,11 @@
 //! request, answer it and close, as aesmd does with a thread per connection. For a local
 //! socket with one request per connection this costs the least: no event loop, no hand-off
 //! between threads, no readiness registration per connection. The pool starts with two
-//! workers, adds one whenever the last idle worker takes a connection, and lets a worker
-//! retire when it finds [`SPARE_WORKERS`] others idle.
+//! workers. A worker that is about to wait (for a slow client, or on a backend that may
+//! block) first makes sure another worker is accepting, starting one if none is; a worker
+//! that only computes does not, so under a CPU-bound load the pool stays at about one worker
+//! per core and connections queue in the kernel's backlog instead of contending for cores.
+//! A worker retires when it finds [`SPARE_WORKERS`] others idle.
 //!
 //! * At most `max_connections` connections are served at once (that many workers); further
 //!   clients wait in the kernel's listen backlog (their `connect` blocks) instead of costing
@@ -261,11 +264,7 @@ impl Pool {
             }
             match accepted {
                 Ok((stream, _)) => {
-                    // Keep someone in accept while this worker is busy.
-                    if self.idle.load(Ordering::SeqCst) == 0 {
-                        Pool::spawn_worker(&self);
-                    }
-                    connection(stream, &self.state);
+                    connection(stream, &self.state, &|| self.keep_accepting());
                     if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
                         break;
                     }
@@ -281,6 +280,14 @@ impl Pool {
         *n = n.saturating_sub(1);
         if *n == 0 {
             self.all_gone.notify_all();
+        }
+    }
+
+    /// Called before a worker may wait: starts a worker if none is in `accept`, so a slow
+    /// client or a slow backend call never keeps the others waiting.
+    fn keep_accepting(self: &Arc<Self>) {
+        if self.idle.load(Ordering::SeqCst) == 0 {
+            Pool::spawn_worker(self);
         }
     }
 
@@ -323,9 +330,75 @@ impl Read for Deadline<'_> {
     }
 }
 
+/// A request read with `MSG_PEEK`: still queued on the socket until [`Peeked::consume`].
+struct Peeked {
+    payload: Vec<u8>,
+    /// Bytes of the frame (prefix and payload) on the socket.
+    frame_len: usize,
+    buf: Vec<u8>,
+}
+
+impl Peeked {
+    /// Takes the request off the socket, after the response has been sent. Taking it earlier
+    /// would wake the client (which waits in `recv` for the response) for nothing: freeing the
+    /// client's sent data signals "writable" on the client's socket, and a task blocked in
+    /// `recv` on a Unix socket is woken by that too. Taking it at all keeps `close` from
+    /// reporting ECONNRESET to the client.
+    fn consume(mut self, stream: &UnixStream) {
+        let want = self.frame_len.min(self.buf.len());
+        let buf = self.buf.get_mut(..want).unwrap_or_default();
+        if let Err(e) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT) {
+            tracing::debug!(error = %e, "taking a served request off the socket");
+        }
+    }
+}
+
+/// The usual case, cheaply: the whole request arrives in one piece right after `connect`.
+/// Peeks at what is queued, waiting (poll) once for the first bytes if there are none yet;
+/// `None` when no complete, well-framed request is queued after that: the caller then reads
+/// it the general way, with the same deadline, and reports what is wrong with it.
+fn peek_request(stream: &UnixStream, until: Instant, before_wait: &dyn Fn()) -> Option<Peeked> {
+    use rustix::net::RecvFlags;
+    let mut buf = vec![0u8; aesm::frame::REQUEST_FIRST_READ];
+    let peek = |buf: &mut [u8]| {
+        rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT).map(|(n, _)| n)
+    };
+    let n = match peek(&mut buf) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::AGAIN) => {
+            before_wait();
+            let left = until.saturating_duration_since(Instant::now());
+            let timeout = rustix::time::Timespec::try_from(left).ok()?;
+            let mut fds = [rustix::event::PollFd::new(
+                stream,
+                rustix::event::PollFlags::IN,
+            )];
+            if rustix::event::poll(&mut fds, Some(&timeout)).ok()? == 0 {
+                return None;
+            }
+            peek(&mut buf).ok()?
+        }
+        Err(_) => return None,
+    };
+    let queued = buf.get(..n)?;
+    let (prefix, rest) = queued.split_first_chunk::<{ aesm::frame::PREFIX_LEN }>()?;
+    let len = aesm::frame::check_len(*prefix, MAX_REQUEST_LEN).ok()?;
+    let payload = rest.get(..len)?.to_vec();
+    Some(Peeked {
+        payload,
+        frame_len: aesm::frame::PREFIX_LEN.saturating_add(len),
+        buf,
+    })
+}
+
 /// Writes `frame` whole. A frame that fits the socket's send buffer (any quote) goes out in
 /// one non-blocking send; only the rest, if any, waits, at most `timeout`.
-fn write_frame(stream: &UnixStream, frame: &[u8], timeout: Duration) -> std::io::Result<()> {
+fn write_frame(
+    stream: &UnixStream,
+    frame: &[u8],
+    timeout: Duration,
+    before_wait: &dyn Fn(),
+) -> std::io::Result<()> {
     let sent = match rustix::net::send(stream, frame, rustix::net::SendFlags::DONTWAIT) {
         Ok(n) => n,
         Err(rustix::io::Errno::AGAIN) => 0,
@@ -335,6 +408,7 @@ fn write_frame(stream: &UnixStream, frame: &[u8], timeout: Duration) -> std::io:
     if rest.is_empty() {
         return Ok(());
     }
+    before_wait();
     stream.set_write_timeout(Some(timeout))?;
     (&mut &*stream).write_all(rest)
 }
@@ -357,21 +431,40 @@ fn is_timeout(e: &aesm::Error) -> bool {
     ))
 }
 
-fn connection(stream: UnixStream, st: &State) {
+/// Serves one connection. `before_wait` runs before anything that may wait: for the client
+/// (its request is not complete yet, or the response does not fit the socket buffer) or for
+/// a backend that [may block](QuoteBackend::may_block).
+fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn()) {
     let start = Instant::now();
-    let cred = rustix::net::sockopt::socket_peercred(&stream).ok();
+    // The caller's credentials are for the request log line only: not fetched when it is
+    // not logged.
+    let cred = if tracing::enabled!(tracing::Level::INFO) {
+        rustix::net::sockopt::socket_peercred(&stream).ok()
+    } else {
+        None
+    };
     let pid = cred.as_ref().map(|c| c.pid.as_raw_nonzero().get());
     let uid = cred.as_ref().map(|c| c.uid.as_raw());
     let gid = cred.as_ref().map(|c| c.gid.as_raw());
     st.metrics.in_flight.inc();
-    let read = {
-        let mut r = Deadline {
-            stream: &stream,
-            until: start + st.io_timeout,
-            first: true,
-        };
-        aesm::frame::read_frame_blocking(&mut r, MAX_REQUEST_LEN, aesm::frame::REQUEST_FIRST_READ)
+    let until = start + st.io_timeout;
+    let peeked = peek_request(&stream, until, before_wait);
+    let read = match &peeked {
+        Some(p) => Request::decode(&p.payload),
+        None => {
+            before_wait();
+            let mut r = Deadline {
+                stream: &stream,
+                until,
+                first: true,
+            };
+            aesm::frame::read_frame_blocking(
+                &mut r,
+                MAX_REQUEST_LEN,
+                aesm::frame::REQUEST_FIRST_READ,
+            )
             .and_then(|payload| Request::decode(&payload))
+        }
     };
     let req = match read {
         Ok(req) => req,
@@ -402,10 +495,13 @@ fn connection(stream: UnixStream, st: &State) {
         }
     };
     let kind = req.kind();
+    if st.backend.may_block() {
+        before_wait();
+    }
     let res = handle(st.backend.as_ref(), req);
     let code = res.code();
     let result = match res.into_frame() {
-        Ok(frame) => match write_frame(&stream, &frame, st.io_timeout) {
+        Ok(frame) => match write_frame(&stream, &frame, st.io_timeout, before_wait) {
             Ok(()) => code.label(),
             Err(e)
                 if matches!(
@@ -419,6 +515,9 @@ fn connection(stream: UnixStream, st: &State) {
         },
         Err(_) => "write_failed",
     };
+    if let Some(p) = peeked {
+        p.consume(&stream);
+    }
     let elapsed = start.elapsed();
     st.metrics.count(kind.label(), result);
     if kind == RequestKind::GetQuoteEx && code == AesmError::Success {

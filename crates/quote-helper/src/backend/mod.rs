@@ -12,6 +12,13 @@ pub trait QuoteBackend: Send + Sync + 'static {
     /// Short name for logs (`dcap`, `sim`).
     fn name(&self) -> &'static str;
 
+    /// Whether calls may block or take long (enclave transitions, network). The server keeps
+    /// another worker accepting before it calls a backend that may; a backend that only
+    /// computes (simulation) is called without, so the server runs one worker per busy core.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     /// The QE's TARGETINFO (512 bytes).
     ///
     /// # Errors

@@ -46,6 +46,10 @@ impl QuoteBackend for SimBackend {
         "sim"
     }
 
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn target_info(&self) -> Result<[u8; 512], AesmError> {
         Ok(self.target_info)
     }

@@ -78,6 +78,18 @@ async fn start_with(
     max_connections: usize,
     io_timeout: Duration,
 ) -> Running {
+    let backend = Arc::new(SimBackend::new(sim));
+    start_backend(dir, sim_state, backend, max_connections, io_timeout).await
+}
+
+/// Starts a server with any backend.
+pub async fn start_backend(
+    dir: tempfile::TempDir,
+    sim_state: PathBuf,
+    backend: Arc<dyn quote_helper::QuoteBackend>,
+    max_connections: usize,
+    io_timeout: Duration,
+) -> Running {
     // A nested, not-yet-existing directory: the server creates it.
     let socket = dir.path().join("run/aesmd/aesm.socket");
     let mut registry = Registry::default();
@@ -90,7 +102,7 @@ async fn start_with(
             io_timeout,
             drain_timeout: Duration::from_secs(2),
         },
-        Arc::new(SimBackend::new(sim)),
+        backend,
         metrics,
     )
     .unwrap();

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use aesm::{Request, Response};
 
+use std::sync::Arc;
+
 use super::{app_report, client, start};
 
 /// Sends raw bytes and returns what the server answered before closing.
@@ -289,6 +291,14 @@ async fn requests_sent_at_once_or_in_pieces_are_answered_and_closed_cleanly() {
             panic!("not a quote");
         };
         assert_eq!(quote.len(), 8192);
+        // Whole, but only after a pause: the server finds nothing queued and waits for it.
+        let mut s = UnixStream::connect(&socket).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        s.write_all(&frame).unwrap();
+        let Response::GetQuoteEx { quote, .. } = read_response_then_eof(&mut s) else {
+            panic!("not a quote");
+        };
+        assert_eq!(quote.len(), 8192);
         // In pieces with pauses: the server first sees a partial frame, then the rest.
         for cut in [2, 4, 100] {
             let mut s = UnixStream::connect(&socket).unwrap();
@@ -339,5 +349,84 @@ async fn responses_larger_than_the_socket_buffer_are_written_whole_or_time_out()
     .await
     .unwrap();
     srv.wait_for_metric(r#"result="write_timeout""#).await;
+    srv.stop().await;
+}
+
+/// The sim backend, with every quote taking `delay` (as an enclave call or a network fetch
+/// may): a backend that [may block](quote_helper::QuoteBackend::may_block).
+struct SlowBackend {
+    inner: quote_helper::backend::sim::SimBackend,
+    delay: Duration,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl quote_helper::QuoteBackend for SlowBackend {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn target_info(&self) -> Result<[u8; 512], aesm::AesmError> {
+        self.inner.target_info()
+    }
+    fn pub_key_id(&self) -> Result<[u8; 32], aesm::AesmError> {
+        self.inner.pub_key_id()
+    }
+    fn quote_size(&self) -> Result<u32, aesm::AesmError> {
+        self.inner.quote_size()
+    }
+    fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, aesm::AesmError> {
+        std::thread::sleep(self.delay);
+        let q = self.inner.quote(report);
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        q
+    }
+    fn qe_report(
+        &self,
+        target_info: &[u8; 512],
+        report_data: [u8; 64],
+    ) -> Result<[u8; 432], aesm::AesmError> {
+        self.inner.qe_report(target_info, report_data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_served_while_a_blocking_backend_is_busy_with_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_state = dir.path().join("sim");
+    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
+    let backend = Arc::new(SlowBackend {
+        inner: quote_helper::backend::sim::SimBackend::new(sim),
+        delay: Duration::from_secs(2),
+        done: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let srv =
+        super::start_backend(dir, sim_state, backend.clone(), 8, Duration::from_secs(10)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        // More slow quotes in flight than the pool starts with.
+        let slow: Vec<_> = (0..4)
+            .map(|i| {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let c = client(&socket);
+                    c.get_quote_ex(&app_report([i; 32], [i; 64]), 8192, None)
+                        .unwrap()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // A quick request is answered while every slow one is still being quoted.
+        let size = client(&socket).get_quote_size_ex().unwrap();
+        assert!(size > 0);
+        assert_eq!(
+            backend.done.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the quick request waited for the slow quotes"
+        );
+        for t in slow {
+            assert_eq!(t.join().unwrap().0.len(), 8192);
+        }
+    })
+    .await
+    .unwrap();
     srv.stop().await;
 }
