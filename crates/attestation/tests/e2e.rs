@@ -551,6 +551,8 @@ async fn post(app: &axum::Router, body: Value) -> (StatusCode, Value) {
         .await
         .unwrap();
     let s = r.status();
+    // Tokens and errors alike are JSON documents.
+    assert_eq!(r.headers()["content-type"], "application/json");
     let b = r.into_body().collect().await.unwrap().to_bytes();
     (s, serde_json::from_slice(&b).unwrap())
 }
