@@ -60,6 +60,30 @@ struct PckEntry {
     /// Key that must sign the PCK CRL (the leaf's issuer).
     ca_key: Vec<u8>,
     windows: Vec<Window>,
+    /// The last QE report (raw bytes, then its signature) found signed by `pck_key`. The
+    /// PCE signs the QE report when it certifies the QE's attestation key, so every quote
+    /// made with that key carries the same one: later quotes compare bytes instead of
+    /// verifying the same signature again.
+    qe_report_verified: RwLock<Option<Box<[u8]>>>,
+}
+
+impl PckEntry {
+    /// Whether `report ‖ signature` was already found signed by this PCK key.
+    fn qe_report_seen(&self, report: &[u8], signature: &[u8; 64]) -> bool {
+        self.qe_report_verified.read().is_ok_and(|seen| {
+            seen.as_deref().is_some_and(|b| {
+                b.len() == report.len().saturating_add(signature.len())
+                    && b.starts_with(report)
+                    && b.ends_with(signature)
+            })
+        })
+    }
+
+    fn remember_qe_report(&self, report: &[u8], signature: &[u8; 64]) {
+        if let Ok(mut seen) = self.qe_report_verified.write() {
+            *seen = Some([report, signature.as_slice()].concat().into_boxed_slice());
+        }
+    }
 }
 
 /// A parsed CRL whose signature was verified with `verified_with`.
@@ -306,11 +330,15 @@ impl Inner {
                 .verify_raw_sig(&att_key, q.signed_region, &sig.quote_signature, Item::Quote)
         };
         let verify_qe_sig = |pck: &PckEntry| {
+            if pck.qe_report_seen(qe.qe_report_raw, &qe.qe_report_signature) {
+                return Ok(());
+            }
             if self.crypto.accept_all_or(|| {
                 pck.pck_key
                     .verify_sig(qe.qe_report_raw, &qe.qe_report_signature)
                     .is_ok()
             }) {
+                pck.remember_qe_report(qe.qe_report_raw, &qe.qe_report_signature);
                 Ok(())
             } else {
                 Err(VerifyError::SignatureInvalid {
@@ -703,6 +731,7 @@ impl Inner {
             pck_key,
             ca_key,
             windows,
+            qe_report_verified: RwLock::new(None),
         });
         if let Ok(mut c) = self.cache.write() {
             insert_bounded(&mut c.pck, h, entry.clone(), |e| {

@@ -44,6 +44,10 @@ fn qe_report_flips_fail_at_the_qe_report_checks() {
     let set = common::set_a();
     let v = Verifier::new(set.anchors.clone());
     let t = set.time();
+    // Warm: the verifier now remembers the genuine QE report as signed by this PCK key, and
+    // must still check every altered one.
+    v.verify(&set.quote, &set.collateral, t, &set.policy())
+        .unwrap();
     for bit in QE_REPORT.start * 8..QE_REPORT.end * 8 {
         let mut q = set.quote.clone();
         flip(&mut q, bit);
@@ -57,6 +61,22 @@ fn qe_report_flips_fail_at_the_qe_report_checks() {
             other => panic!("bit {bit}: {other:?}"),
         }
     }
+    // The QE report signature: any altered one is checked, not matched against the memory.
+    for bit in (QE_REPORT.end * 8)..(QE_REPORT.end + 64) * 8 {
+        let mut q = set.quote.clone();
+        flip(&mut q, bit);
+        assert!(
+            matches!(
+                v.verify(&q, &set.collateral, t, &set.policy()),
+                Err(VerifyError::SignatureInvalid {
+                    item: Item::QeReport
+                })
+            ),
+            "signature bit {bit}"
+        );
+    }
+    v.verify(&set.quote, &set.collateral, t, &set.policy())
+        .unwrap();
 }
 
 /// Flips every bit of `text` (as stored in the collateral by `set_text`), expecting the signature check to fail.
