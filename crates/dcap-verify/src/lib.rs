@@ -5,8 +5,10 @@
 //! *keys* ([`TrustAnchors::intel`]): both issued Root CA certificates share the key.
 //!
 //! What is verified once (issuer chains, CRLs, signed TCB info and QE identity, PCK chains) is cached inside the
-//! [`Verifier`] until the item's own expiry, so a steady stream of quotes from known platforms costs little more than
-//! the two ECDSA verifications each new quote needs (QE report by the PCK key, quote by the attestation key).
+//! [`Verifier`] until the item's own expiry. Each PCK chain also remembers the last QE report it was found to have
+//! signed: every quote made with one attestation key carries the same report and signature (the PCE signed them
+//! when it certified the key), and a byte-identical pair needs no second check. A steady stream of quotes from known
+//! platforms thus costs little more than one ECDSA verification per quote (the quote's, by the attestation key).
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
