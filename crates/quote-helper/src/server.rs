@@ -330,23 +330,28 @@ impl Read for Deadline<'_> {
     }
 }
 
-/// A request read with `MSG_PEEK`: still queued on the socket until [`Peeked::consume`].
+/// A request read with `MSG_PEEK` into the caller's buffer: still queued on the socket until
+/// [`Peeked::consume`].
 struct Peeked {
-    payload: Vec<u8>,
-    /// Bytes of the frame (prefix and payload) on the socket.
+    /// Bytes of the frame (prefix and payload) on the socket and at the start of the buffer.
     frame_len: usize,
-    buf: Vec<u8>,
 }
 
 impl Peeked {
+    /// The request's protobuf bytes, from the buffer the request was peeked into.
+    fn payload<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        buf.get(aesm::frame::PREFIX_LEN..self.frame_len)
+            .unwrap_or_default()
+    }
+
     /// Takes the request off the socket, after the response has been sent. Taking it earlier
     /// would wake the client (which waits in `recv` for the response) for nothing: freeing the
     /// client's sent data signals "writable" on the client's socket, and a task blocked in
     /// `recv` on a Unix socket is woken by that too. Taking it at all keeps `close` from
     /// reporting ECONNRESET to the client.
-    fn consume(mut self, stream: &UnixStream) {
-        let want = self.frame_len.min(self.buf.len());
-        let buf = self.buf.get_mut(..want).unwrap_or_default();
+    fn consume(self, stream: &UnixStream, buf: &mut [u8]) {
+        let want = self.frame_len.min(buf.len());
+        let buf = buf.get_mut(..want).unwrap_or_default();
         if let Err(e) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT) {
             tracing::debug!(error = %e, "taking a served request off the socket");
         }
@@ -354,16 +359,21 @@ impl Peeked {
 }
 
 /// The usual case, cheaply: the whole request arrives in one piece right after `connect`.
-/// Peeks at what is queued, waiting (poll) once for the first bytes if there are none yet;
-/// `None` when no complete, well-framed request is queued after that: the caller then reads
-/// it the general way, with the same deadline, and reports what is wrong with it.
-fn peek_request(stream: &UnixStream, until: Instant, before_wait: &dyn Fn()) -> Option<Peeked> {
+/// Peeks at what is queued (into `buf`), waiting (poll) once for the first bytes if there are
+/// none yet; `None` when no complete, well-framed request that fits `buf` is queued after
+/// that: the caller then reads it the general way, with the same deadline, and reports what
+/// is wrong with it.
+fn peek_request(
+    stream: &UnixStream,
+    until: Instant,
+    before_wait: &dyn Fn(),
+    buf: &mut [u8],
+) -> Option<Peeked> {
     use rustix::net::RecvFlags;
-    let mut buf = vec![0u8; aesm::frame::REQUEST_FIRST_READ];
     let peek = |buf: &mut [u8]| {
         rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT).map(|(n, _)| n)
     };
-    let n = match peek(&mut buf) {
+    let n = match peek(buf) {
         Ok(n) => n,
         Err(rustix::io::Errno::AGAIN) => {
             before_wait();
@@ -376,18 +386,16 @@ fn peek_request(stream: &UnixStream, until: Instant, before_wait: &dyn Fn()) -> 
             if rustix::event::poll(&mut fds, Some(&timeout)).ok()? == 0 {
                 return None;
             }
-            peek(&mut buf).ok()?
+            peek(buf).ok()?
         }
         Err(_) => return None,
     };
     let queued = buf.get(..n)?;
     let (prefix, rest) = queued.split_first_chunk::<{ aesm::frame::PREFIX_LEN }>()?;
     let len = aesm::frame::check_len(*prefix, MAX_REQUEST_LEN).ok()?;
-    let payload = rest.get(..len)?.to_vec();
+    rest.get(..len)?;
     Some(Peeked {
-        payload,
         frame_len: aesm::frame::PREFIX_LEN.saturating_add(len),
-        buf,
     })
 }
 
@@ -448,9 +456,10 @@ fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn()) {
     let gid = cred.as_ref().map(|c| c.gid.as_raw());
     st.metrics.in_flight.inc();
     let until = start + st.io_timeout;
-    let peeked = peek_request(&stream, until, before_wait);
+    let mut buf = [0u8; aesm::frame::REQUEST_FIRST_READ];
+    let peeked = peek_request(&stream, until, before_wait, &mut buf);
     let read = match &peeked {
-        Some(p) => Request::decode(&p.payload),
+        Some(p) => Request::decode(p.payload(&buf)),
         None => {
             before_wait();
             let mut r = Deadline {
@@ -516,7 +525,7 @@ fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn()) {
         Err(_) => "write_failed",
     };
     if let Some(p) = peeked {
-        p.consume(&stream);
+        p.consume(&stream, &mut buf);
     }
     let elapsed = start.elapsed();
     st.metrics.count(kind.label(), result);
