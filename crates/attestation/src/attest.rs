@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::client::{CollateralSource, FetchError};
 use crate::clock::Clock;
-use crate::policy::Policy;
+use crate::policy::AnyPolicy;
 use crate::policy_jws::{self, DecodedPolicy, Form, PolicySigners};
 use crate::token::KeyRing;
 use crate::verify::{QuoteVerifier, VerifiedQuote, VerifyFailure};
@@ -246,7 +246,7 @@ impl Default for Config {
 }
 
 struct PolicyDoc {
-    policy: Arc<Policy>,
+    policy: Arc<AnyPolicy>,
     text: String,
     hash: String,
     form: Form,
@@ -256,7 +256,7 @@ struct PolicyDoc {
 
 impl PolicyDoc {
     fn new(d: DecodedPolicy) -> Result<Self, crate::policy::Error> {
-        let policy = Arc::new(Policy::parse(&d.text)?);
+        let policy = Arc::new(AnyPolicy::parse(&d.text)?);
         // MAA: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
         let inner = URL_SAFE_NO_PAD.encode(d.text.as_bytes());
         let hash = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
@@ -562,7 +562,9 @@ async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestErro
     );
     let (policy, draft) = match &req.draft_policy_for_attestation {
         Some(text) => (
-            Arc::new(Policy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?),
+            Arc::new(
+                AnyPolicy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?,
+            ),
             true,
         ),
         None => {
@@ -570,8 +572,8 @@ async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestErro
             (doc.policy.clone(), false)
         }
     };
-    policy.evaluate(&claims)?;
     let mut claims = claims;
+    policy.apply(&mut claims)?;
     if draft {
         // MAA: tokens from a draft policy "cannot be validated"; we mark them instead.
         claims["x-ms-policy-draft"] = json!(true);
@@ -720,7 +722,13 @@ async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Respons
             "x-ms-policy-hash": d.hash,
             "x-confcom-policy-form": d.form_name(),
             "x-confcom-policy-signer": d.signer,
-            "parsed": *d.policy,
+            "x-confcom-policy-language": d.policy.language(),
+            // The declarative form as understood; MAA claim rules have no other form than
+            // their text.
+            "parsed": match &*d.policy {
+                AnyPolicy::Declarative(p) => serde_json::to_value(p).unwrap_or(Value::Null),
+                AnyPolicy::Maa(_) => Value::Null,
+            },
         }))
         .into_response(),
         Err(_) => AttestError::Internal.into_response(),
@@ -755,6 +763,7 @@ fn put_policy_inner(
         ),
         "x-confcom-policy-form": doc.form_name(),
         "x-confcom-policy-signer": doc.signer,
+        "x-confcom-policy-language": doc.policy.language(),
     });
     let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
     tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, "attestation policy replaced");

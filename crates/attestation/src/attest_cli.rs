@@ -44,7 +44,8 @@ pub struct ServeArgs {
     /// Trust anchor (PEM root CA certificate); default: the pinned Intel SGX Root CA key.
     #[arg(long, env = "CONFCOM_ATTEST_ROOT")]
     pub root: Option<PathBuf>,
-    /// Policy file (YAML or JSON); default: reject debug enclaves and Revoked TCBs.
+    /// Policy file: YAML/JSON, or MAA claim-rule text (`version=1.0; authorizationrules {…};`);
+    /// default: reject debug enclaves and Revoked TCBs.
     #[arg(long, env = "CONFCOM_ATTEST_POLICY")]
     pub policy: Option<PathBuf>,
     /// Policy signer certificate (PEM; repeatable): `PUT /policies/SgxEnclave` then accepts

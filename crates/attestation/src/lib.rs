@@ -17,6 +17,7 @@ pub mod clock;
 pub mod collateral;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod maa_policy;
 pub mod pccs;
 pub mod pccs_cli;
 pub mod policy;

@@ -14,6 +14,9 @@
 //! ```
 //! Absent fields do not constrain. Without `accepted_tcb_statuses`, every status except
 //! `Revoked` is accepted (the token carries the status and the EAR verdict).
+//!
+//! A policy text that starts with `version=` is MAA's claim-rule grammar instead
+//! ([`crate::maa_policy`]); [`AnyPolicy`] holds either.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,6 +89,80 @@ pub enum Error {
     /// The policy's JWS form does not unwrap (see [`crate::policy_jws`]).
     #[error(transparent)]
     Jws(#[from] crate::policy_jws::Error),
+    /// An MAA claim-rule policy that does not parse.
+    #[error("invalid MAA policy: {0}")]
+    Maa(#[from] crate::maa_policy::ParseError),
+}
+
+/// The claim under which an MAA policy's issued claims go in the token (as in MAA's tokens).
+pub const CLAIM_POLICY_ISSUED: &str = "x-ms-policy";
+/// The claim under which an MAA policy's `issueproperty` values go in the token. confcom acts
+/// on none of them (MAA uses them for Azure's TCB baselines and token lifetime); they are
+/// echoed so that a relying party can see what the policy asked for.
+pub const CLAIM_POLICY_PROPERTIES: &str = "x-confcom-policy-properties";
+
+/// A policy in either language.
+#[derive(Debug, Clone)]
+pub enum AnyPolicy {
+    /// confcom's declarative YAML/JSON.
+    Declarative(Policy),
+    /// MAA's claim-rule grammar.
+    Maa(crate::maa_policy::MaaPolicy),
+}
+
+impl AnyPolicy {
+    /// Parses MAA claim-rule text (it starts with `version=`) or else declarative YAML/JSON.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if crate::maa_policy::looks_like_maa(text) {
+            Ok(Self::Maa(crate::maa_policy::MaaPolicy::parse(text)?))
+        } else {
+            Policy::parse(text).map(Self::Declarative)
+        }
+    }
+
+    /// The policy language, for logs and the policy API.
+    #[must_use]
+    pub fn language(&self) -> &'static str {
+        match self {
+            Self::Declarative(_) => "declarative",
+            Self::Maa(_) => "maa-claim-rules",
+        }
+    }
+
+    /// Evaluates the policy over the token's claims; an MAA policy's issued claims and
+    /// properties are added to them ([`CLAIM_POLICY_ISSUED`], [`CLAIM_POLICY_PROPERTIES`]).
+    /// The client's `nonce` is not an incoming claim of an MAA policy: nothing binds it to the
+    /// quote.
+    pub fn apply(&self, claims: &mut Value) -> Result<(), Deny> {
+        match self {
+            Self::Declarative(p) => p.evaluate(claims),
+            Self::Maa(p) => {
+                let mut incoming = claims.as_object().cloned().unwrap_or_default();
+                incoming.remove("nonce");
+                let outcome = p.evaluate(&incoming).map_err(|e| Deny {
+                    rule: match &e {
+                        crate::maa_policy::MaaDeny::Denied { index, .. } => {
+                            format!("authorizationrules[{index}]")
+                        }
+                        _ => "authorizationrules".into(),
+                    },
+                    reason: e.to_string(),
+                })?;
+                if let Some(obj) = claims.as_object_mut() {
+                    if !outcome.claims.is_empty() {
+                        obj.insert(CLAIM_POLICY_ISSUED.into(), Value::Object(outcome.claims));
+                    }
+                    if !outcome.properties.is_empty() {
+                        obj.insert(
+                            CLAIM_POLICY_PROPERTIES.into(),
+                            Value::Object(outcome.properties),
+                        );
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A denial: the rule that failed and why.
@@ -257,5 +334,54 @@ mod tests {
         .unwrap();
         assert!(ok.evaluate(&claims()).is_ok());
         assert!(Policy::parse("bogus_field: 1").is_err());
+    }
+    #[test]
+    fn either_language_parses_and_maa_outcomes_land_in_the_claims() {
+        assert_eq!(AnyPolicy::parse("").unwrap().language(), "declarative");
+        assert_eq!(
+            AnyPolicy::parse("min_svn: 2").unwrap().language(),
+            "declarative"
+        );
+        assert!(matches!(
+            AnyPolicy::parse("version=1.0; authorizationrules { => permit() };"),
+            Err(Error::Maa(_))
+        ));
+        // Shaped like MAA's default SGX policy (1.1): a configuration property, permit all,
+        // re-issue short names.
+        let p = AnyPolicy::parse(
+            r#"version= 1.1;
+            configurationrules { => issueproperty(type="x-ms-sgx-tcbidentifier", value="azuredefault"); };
+            authorizationrules { => permit(); };
+            issuancerules {
+                c:[type=="x-ms-sgx-is-debuggable"] => issue(type="is-debuggable", value=c.value);
+                c:[type=="x-ms-sgx-svn"] => issue(type="svn", value=c.value);
+            };"#,
+        )
+        .unwrap();
+        assert_eq!(p.language(), "maa-claim-rules");
+        let mut c = claims();
+        p.apply(&mut c).unwrap();
+        assert_eq!(c[CLAIM_POLICY_ISSUED]["is-debuggable"], false);
+        assert_eq!(c[CLAIM_POLICY_ISSUED]["svn"], 3);
+        assert_eq!(
+            c[CLAIM_POLICY_PROPERTIES]["x-ms-sgx-tcbidentifier"],
+            "azuredefault"
+        );
+        // Advisory IDs are one incoming claim per ID.
+        let p = AnyPolicy::parse(
+            r#"version=1.0; authorizationrules {
+                [type=="x-confcom-advisory-ids", value=="INTEL-SA-00615"] => deny();
+                => permit();
+            };"#,
+        )
+        .unwrap();
+        let mut c = claims();
+        let deny = p.apply(&mut c).unwrap_err();
+        assert_eq!(deny.rule, "authorizationrules[1]");
+        // Nothing issued, nothing added.
+        let p = AnyPolicy::parse("version=1.0; authorizationrules { => permit(); };").unwrap();
+        let mut c = claims();
+        p.apply(&mut c).unwrap();
+        assert_eq!(c, claims());
     }
 }

@@ -113,7 +113,7 @@ pub enum Form {
 /// An unwrapped policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedPolicy {
-    /// The policy text, for [`crate::policy::Policy::parse`].
+    /// The policy text, for [`crate::policy::AnyPolicy::parse`].
     pub text: String,
     /// How it arrived.
     pub form: Form,

@@ -1456,3 +1456,120 @@ async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// The claims of a token (its payload, not verified: other tests check signatures).
+fn token_claims(v: &Value) -> Value {
+    let token = v["token"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn maa_claim_rule_policies_authorize_and_issue_claims() {
+    let quote = quote_a();
+    let debug = direct_verdict(&quote, &bundle_a(), T_A).debug;
+    let app = app_with_signers(&[], debug);
+
+    // MAA's grammar, wrapped as MAA clients send it (an unsigned JWS).
+    let maa = format!(
+        "version=1.0;
+         authorizationrules {{
+             [type==\"x-ms-sgx-is-debuggable\", value=={debug}] && [type==\"x-ms-sgx-svn\", value>=0]
+                 => permit();
+         }};
+         issuancerules {{
+             c:[type==\"x-ms-sgx-mrsigner\"] => issue(type=\"signer\", value=c.value);
+             => issue(type=\"policy-name\", value=\"maa-e2e\");
+         }};"
+    );
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws(&maa)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["x-confcom-policy-language"], "maa-claim-rules");
+    let (s, v) = post(&app, json!({"quote": b64(&quote), "nonce": "n-1"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let claims = token_claims(&v);
+    assert_eq!(claims["x-ms-policy"]["signer"], claims["x-ms-sgx-mrsigner"]);
+    assert_eq!(claims["x-ms-policy"]["policy-name"], "maa-e2e");
+    assert_eq!(claims["nonce"], "n-1");
+
+    // The policy API reports the language; MAA text has no parsed form.
+    let r = app
+        .clone()
+        .oneshot(
+            Request::get("/policies/SgxEnclave")
+                .header("authorization", "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(got["x-confcom-policy-language"], "maa-claim-rules");
+    assert_eq!(got["policy"], maa.as_str());
+    assert_eq!(got["parsed"], Value::Null);
+
+    // A fired deny() denies, naming the rule.
+    let deny = "version=1.0; authorizationrules {
+        [type==\"x-ms-sgx-product-id\", value>=0] => deny();
+        => permit();
+    };";
+    let (s, v) = put_policy(&app, "s3cret", deny).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicyDenied"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("authorizationrules rule 1 denied"),
+        "{v}"
+    );
+
+    // The client's nonce is no incoming claim: nothing binds it to the quote.
+    let by_nonce =
+        "version=1.0; authorizationrules { [type==\"nonce\", value==\"let-me-in\"] => permit(); };";
+    let (s, _) = put_policy(&app, "s3cret", by_nonce).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = post(&app, json!({"quote": b64(&quote), "nonce": "let-me-in"})).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicyDenied"),
+        "{v}"
+    );
+
+    // Malformed claim rules: 400 with the position.
+    let (s, v) = put_policy(
+        &app,
+        "s3cret",
+        "version=1.0; authorizationrules { [type=\"x\"] => permit(); };",
+    )
+    .await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidRequest"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1, column"),
+        "{v}"
+    );
+
+    // A draft policy may be MAA text too.
+    let (s, v) = post(
+        &app,
+        json!({"quote": b64(&quote), "draftPolicyForAttestation": maa}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let claims = token_claims(&v);
+    assert_eq!(claims["x-ms-policy-draft"], true);
+    assert_eq!(claims["x-ms-policy"]["policy-name"], "maa-e2e");
+}
