@@ -1,6 +1,8 @@
 //! The attestation server: MAA's `POST /attest/SgxEnclave` returning an ES256 JWT with MAA's
 //! SGX claims plus the TCB status, advisory IDs and EAR status; `GET /certs` (JWKS),
 //! `GET /.well-known/openid-configuration`, `GET|PUT /policies/SgxEnclave` (admin token),
+//! MAA's policy management certificates `GET /certificates`, `POST /certificates:add` and
+//! `POST /certificates:remove` (admin token, then a JWS from a current policy signer),
 //! `POST /keys:rotate` (admin token), and probes/metrics.
 
 use std::sync::{Arc, RwLock};
@@ -93,6 +95,14 @@ pub enum AttestError {
     /// A `PUT /policies/SgxEnclave` body that does not unwrap or is not signed as required.
     #[error(transparent)]
     PolicyBody(#[from] policy_jws::Error),
+    /// `POST /certificates:add|remove` without signer certificates configured at start-up.
+    #[error(
+        "policy signer certificates can be added or removed only in isolated mode (start with --policy-signer-cert)"
+    )]
+    NotIsolated,
+    /// `POST /certificates:remove` of the only remaining signer certificate.
+    #[error("the last policy signer certificate cannot be removed (SHA-1 {0})")]
+    LastPolicySigner(String),
     /// Endpoint not configured.
     #[error("{0}")]
     NotConfigured(&'static str),
@@ -132,6 +142,8 @@ impl AttestError {
                 }
                 _ => (StatusCode::BAD_REQUEST, "MalformedPolicyJws"),
             },
+            Self::NotIsolated => (StatusCode::BAD_REQUEST, "NotIsolatedMode"),
+            Self::LastPolicySigner(_) => (StatusCode::BAD_REQUEST, "LastPolicySignerCertificate"),
             Self::NotConfigured(_) => (StatusCode::NOT_FOUND, "NotConfigured"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -229,8 +241,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Admin token for policy management and key rotation (disabled when `None`).
     pub admin_token: Option<String>,
-    /// Policy signer certificates: when any is set, `PUT /policies/SgxEnclave` accepts only
-    /// a JWS signed by one of them (see [`crate::policy_jws`]).
+    /// Policy signer certificates at start-up: when any is set (isolated mode),
+    /// `PUT /policies/SgxEnclave` accepts only a JWS signed by a current signer (see
+    /// [`crate::policy_jws`]), and `POST /certificates:add|remove` change the current set (in
+    /// memory: a restart returns to this set).
     pub policy_signers: PolicySigners,
 }
 
@@ -303,6 +317,8 @@ pub struct AttestState {
     collateral: Arc<CollateralSource>,
     keys: Arc<KeyRing>,
     policy: Arc<RwLock<PolicyDoc>>,
+    /// The current policy signers (starts as `config.policy_signers`).
+    signers: Arc<RwLock<PolicySigners>>,
     config: Arc<Config>,
     clock: Clock,
     metrics: Metrics,
@@ -332,6 +348,7 @@ impl AttestState {
                 policy_text,
                 &config.policy_signers,
             )?)),
+            signers: Arc::new(RwLock::new(config.policy_signers.clone())),
             config: Arc::new(config),
             clock,
             metrics,
@@ -366,6 +383,9 @@ pub fn router(state: AttestState) -> Router {
         .route("/certs", get(certs))
         .route("/.well-known/openid-configuration", get(openid))
         .route("/policies/SgxEnclave", get(get_policy).put(put_policy))
+        .route("/certificates", get(get_certificates))
+        .route("/certificates:add", post(add_certificate))
+        .route("/certificates:remove", post(remove_certificate))
         .route("/keys:rotate", post(rotate_key))
         .fallback(|| async {
             crate::json_error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint")
@@ -753,7 +773,10 @@ fn put_policy_inner(
     body: &[u8],
 ) -> Result<Value, AttestError> {
     check_admin(s, headers)?;
-    let decoded = policy_jws::decode(body, &s.config.policy_signers)?;
+    let decoded = {
+        let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
+        policy_jws::decode(body, &signers)?
+    };
     let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
     let result = json!({
         "x-ms-policy-hash": doc.hash,
@@ -782,4 +805,117 @@ async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Respons
             AttestError::Internal.into_response()
         }
     }
+}
+
+/// Signs the body of a policy management certificates response as MAA does: the claims plus
+/// `iss`, `iat`, `nbf`, `exp`, with the token key, returned as `{"token": "<JWT>"}`.
+fn certificates_token(s: &AttestState, mut claims: Value) -> Result<Response, AttestError> {
+    let now = s.clock.now();
+    let ttl = i64::try_from(s.config.token_ttl.as_secs()).unwrap_or(i64::MAX);
+    claims["iss"] = json!(s.config.issuer);
+    claims["iat"] = json!(now);
+    claims["nbf"] = json!(now);
+    claims["exp"] = json!(now.saturating_add(ttl));
+    let jku = format!("{}/certs", s.config.issuer.trim_end_matches('/'));
+    let token = s.keys.sign(&claims, Some(&jku)).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        AttestError::Internal
+    })?;
+    Ok(token_response(&token))
+}
+
+/// `GET /certificates`: the current policy signer certificates, as MAA's
+/// `x-ms-policy-certificates` JWKS in a token (empty when not in isolated mode, as MAA answers
+/// for AAD-mode instances). Admin token, like `GET /policies/SgxEnclave`.
+async fn get_certificates(State(s): State<AttestState>, headers: HeaderMap) -> Response {
+    let result = check_admin(&s, &headers).and_then(|()| {
+        let jwks = s.signers.read().map_err(|_| AttestError::Internal)?.jwks();
+        certificates_token(&s, json!({ "x-ms-policy-certificates": jwks }))
+    });
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CertificateChange {
+    Add,
+    Remove,
+}
+
+/// `POST /certificates:add`: a JWS signed by a current policy signer whose payload names the
+/// certificate to add. Admin token first, like `PUT /policies/SgxEnclave`.
+async fn add_certificate(
+    State(s): State<AttestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change_certificate(&s, &headers, &body, CertificateChange::Add)
+}
+
+/// `POST /certificates:remove`: as `:add`, for the certificate to remove; the last one stays.
+async fn remove_certificate(
+    State(s): State<AttestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change_certificate(&s, &headers, &body, CertificateChange::Remove)
+}
+
+fn change_certificate(
+    s: &AttestState,
+    headers: &HeaderMap,
+    body: &[u8],
+    change: CertificateChange,
+) -> Response {
+    match change_certificate_inner(s, headers, body, change) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(error = %e, "policy signer certificate change refused");
+            e.into_response()
+        }
+    }
+}
+
+fn change_certificate_inner(
+    s: &AttestState,
+    headers: &HeaderMap,
+    body: &[u8],
+    change: CertificateChange,
+) -> Result<Response, AttestError> {
+    check_admin(s, headers)?;
+    if s.config.policy_signers.is_empty() {
+        return Err(AttestError::NotIsolated);
+    }
+    let (thumbprint, result) = {
+        // One write lock for the check and the change: a signer removed meanwhile cannot
+        // still sign.
+        let mut signers = s.signers.write().map_err(|_| AttestError::Internal)?;
+        let req = policy_jws::decode_certificate_request(body, &signers)?;
+        let thumbprint = policy_jws::sha1_thumbprint(&req.certificate);
+        let result = match change {
+            CertificateChange::Add => {
+                if signers.insert(req.certificate) {
+                    tracing::info!(certificate = %thumbprint, signer = %req.signer, "policy signer certificate added");
+                }
+                "IsPresent"
+            }
+            CertificateChange::Remove => {
+                if signers.contains(&req.certificate) {
+                    if signers.len() <= 1 {
+                        return Err(AttestError::LastPolicySigner(thumbprint));
+                    }
+                    signers.remove(&req.certificate);
+                    tracing::info!(certificate = %thumbprint, signer = %req.signer, "policy signer certificate removed");
+                }
+                "IsAbsent"
+            }
+        };
+        (thumbprint, result)
+    };
+    certificates_token(
+        s,
+        json!({
+            "x-ms-certificate-thumbprint": thumbprint,
+            "x-ms-policycertificates-result": result,
+        }),
+    )
 }

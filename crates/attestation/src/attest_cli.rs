@@ -66,7 +66,8 @@ pub struct ServeArgs {
     /// Fix the verification clock (UNIX seconds): audits of old quotes, tests.
     #[arg(long, env = "CONFCOM_ATTEST_VERIFICATION_TIME")]
     pub verification_time: Option<i64>,
-    /// Bearer token for `GET/PUT /policies/SgxEnclave` and `POST /keys:rotate` (disabled if unset).
+    /// Bearer token for `GET/PUT /policies/SgxEnclave`, `GET /certificates`,
+    /// `POST /certificates:add|remove` and `POST /keys:rotate` (disabled if unset).
     #[arg(long, env = "CONFCOM_ATTEST_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Token issuer (`iss`, base of `jku`); default derived from --listen.

@@ -9,6 +9,11 @@
 //!   signed JWS whose signature verifies with its own `x5c` leaf (integrity only);
 //! - signer certificates configured: only a JWS signed by one of them; a plain body or an
 //!   unsigned JWS is [`Error::SignatureRequired`].
+//!
+//! The same JWS form carries MAA's policy management certificate requests
+//! (`POST /certificates:add` and `POST /certificates:remove`, [`decode_certificate_request`]):
+//! signed (RS256 or ES256) by a current signer whose certificate is the first `x5c` entry, the
+//! payload `{"policyCertificate": <JWK>}` naming the certificate in the JWK's `x5c`.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -31,29 +36,30 @@ pub enum Error {
     UnsupportedAlgorithm(String),
     /// Signers are configured and the policy is plain text or an unsigned JWS.
     #[error(
-        "policy signer certificates are configured: the policy must be a JWS signed (RS256 or ES256) by one of them, with its certificate in x5c"
+        "policy signer certificates are configured: the body must be a JWS signed (RS256 or ES256) by one of them, with its certificate in x5c"
     )]
     SignatureRequired,
-    /// The `x5c` leaf is not one of the configured signer certificates.
+    /// The `x5c` leaf is not one of the current signer certificates.
     #[error(
-        "the policy is signed by a certificate that is not a configured policy signer (SHA-256 {thumbprint})"
+        "the JWS is signed by a certificate that is not a current policy signer (SHA-256 {thumbprint})"
     )]
     UntrustedSigner {
         /// Hex SHA-256 of the presented certificate (DER).
         thumbprint: String,
     },
     /// The signature does not verify with the `x5c` leaf's public key.
-    #[error("the policy JWS signature does not verify with its x5c certificate")]
+    #[error("the JWS signature does not verify with its x5c certificate")]
     BadSignature,
     /// A `--policy-signer-cert` file holds no certificate, or a malformed one.
     #[error("policy signer certificate: {0}")]
     SignerCertificate(String),
 }
 
-/// The configured policy signer certificates (`--policy-signer-cert`, repeatable).
+/// The policy signer certificates (`--policy-signer-cert`, repeatable; then changed at run
+/// time through `POST /certificates:add|remove`). Each certificate appears once.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySigners {
-    /// DER of each certificate.
+    /// DER of each certificate, in the order added.
     certs: Vec<Vec<u8>>,
 }
 
@@ -73,7 +79,7 @@ impl PolicySigners {
             let der_cert = der_cert.map_err(|e| Error::SignerCertificate(e.to_string()))?;
             x509_cert::Certificate::from_der(&der_cert)
                 .map_err(|e| Error::SignerCertificate(e.to_string()))?;
-            self.certs.push(der_cert.to_vec());
+            self.insert(der_cert.to_vec());
             added = added.saturating_add(1);
         }
         if added == 0 {
@@ -94,9 +100,82 @@ impl PolicySigners {
         self.certs.len()
     }
 
-    fn contains(&self, der_cert: &[u8]) -> bool {
+    /// Whether `der_cert` (DER) is one of the signers.
+    #[must_use]
+    pub fn contains(&self, der_cert: &[u8]) -> bool {
         self.certs.iter().any(|c| c.as_slice() == der_cert)
     }
+
+    /// The certificates (DER), in the order added.
+    pub fn certificates(&self) -> impl Iterator<Item = &[u8]> {
+        self.certs.iter().map(Vec::as_slice)
+    }
+
+    /// Adds a certificate (DER, already parsed as X.509 by the caller); `false` when it was
+    /// already there.
+    pub fn insert(&mut self, der_cert: Vec<u8>) -> bool {
+        if self.contains(&der_cert) {
+            return false;
+        }
+        self.certs.push(der_cert);
+        true
+    }
+
+    /// Removes a certificate (DER); `false` when it was not there.
+    pub fn remove(&mut self, der_cert: &[u8]) -> bool {
+        let before = self.certs.len();
+        self.certs.retain(|c| c.as_slice() != der_cert);
+        self.certs.len() != before
+    }
+
+    /// MAA's `x-ms-policy-certificates` value: a JWKS with one key per certificate, each
+    /// carrying the certificate in `x5c` (standard base64 DER).
+    #[must_use]
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self.certificates().map(certificate_jwk).collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+/// A JWK for a certificate: `kty` (and `alg`) from its public key algorithm, `use: sig`, and
+/// the certificate as the only `x5c` entry.
+#[must_use]
+pub fn certificate_jwk(der_cert: &[u8]) -> Value {
+    const RSA: &str = "1.2.840.113549.1.1.1";
+    const EC: &str = "1.2.840.10045.2.1";
+    let oid = x509_cert::Certificate::from_der(der_cert)
+        .map(|c| {
+            c.tbs_certificate
+                .subject_public_key_info
+                .algorithm
+                .oid
+                .to_string()
+        })
+        .unwrap_or_default();
+    let mut jwk = serde_json::Map::new();
+    match oid.as_str() {
+        RSA => {
+            jwk.insert("kty".into(), "RSA".into());
+            jwk.insert("alg".into(), "RS256".into());
+        }
+        EC => {
+            jwk.insert("kty".into(), "EC".into());
+            jwk.insert("alg".into(), "ES256".into());
+        }
+        _ => {}
+    }
+    jwk.insert("use".into(), "sig".into());
+    jwk.insert("x5c".into(), serde_json::json!([STANDARD.encode(der_cert)]));
+    Value::Object(jwk)
+}
+
+/// Hex (upper case) SHA-1 of a certificate's DER: MAA's `x-ms-certificate-thumbprint`.
+#[must_use]
+pub fn sha1_thumbprint(der_cert: &[u8]) -> String {
+    hex::encode_upper(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        der_cert,
+    ))
 }
 
 /// How the policy arrived.
@@ -186,23 +265,107 @@ fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error
             (Form::Unsigned, None)
         }
         "RS256" | "ES256" => {
-            let alg = if alg == "RS256" {
-                Algorithm::RS256
-            } else {
-                Algorithm::ES256
-            };
-            let leaf = x5c_leaf(&header)?;
-            let thumbprint =
-                hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf));
-            if !signers.is_empty() && !signers.contains(&leaf) {
-                return Err(Error::UntrustedSigner { thumbprint });
-            }
-            verify_signature(h, p, sig, &leaf, alg)?;
+            let thumbprint = check_signed(alg, &header, h, p, sig, signers, !signers.is_empty())?;
             (Form::Signed, Some(thumbprint))
         }
         other => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
     };
     Ok(DecodedPolicy { text, form, signer })
+}
+
+/// Checks a signed JWS (`alg` RS256 or ES256): its `x5c` leaf must be one of `signers` when
+/// `require_member`, and the signature must verify with that leaf. Returns the leaf's hex
+/// SHA-256.
+fn check_signed(
+    alg: &str,
+    header: &serde_json::Map<String, Value>,
+    h: &str,
+    p: &str,
+    sig: &str,
+    signers: &PolicySigners,
+    require_member: bool,
+) -> Result<String, Error> {
+    let alg = if alg == "RS256" {
+        Algorithm::RS256
+    } else {
+        Algorithm::ES256
+    };
+    let leaf = x5c_leaf(header)?;
+    let thumbprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf));
+    if require_member && !signers.contains(&leaf) {
+        return Err(Error::UntrustedSigner { thumbprint });
+    }
+    verify_signature(h, p, sig, &leaf, alg)?;
+    Ok(thumbprint)
+}
+
+/// A verified `POST /certificates:add|remove` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRequest {
+    /// DER of the certificate to add or remove (the payload's JWK `x5c[0]`).
+    pub certificate: Vec<u8>,
+    /// Hex SHA-256 of the signing certificate (a current signer).
+    pub signer: String,
+}
+
+/// Unwraps and checks a `POST /certificates:add|remove` body: a compact JWS (optionally as a
+/// JSON string, as Azure's SDKs send it) signed (RS256 or ES256) by one of `signers`, its
+/// certificate as the first `x5c` entry, whose payload is `{"policyCertificate": <JWK>}`
+/// (also accepted: `aas-policyCertificate`, the name in Azure's REST examples) with the
+/// certificate to add or remove as the JWK's first `x5c` entry. An empty `signers` trusts
+/// nobody. The signature is checked before the payload is read.
+pub fn decode_certificate_request(
+    body: &[u8],
+    signers: &PolicySigners,
+) -> Result<CertificateRequest, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
+    let jws = compact(text).ok_or(Error::Malformed(
+        "a policy certificate request is a compact JWS (header.payload.signature)",
+    ))?;
+    let mut parts = jws.splitn(3, '.');
+    let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Malformed("expected header.payload.signature"));
+    };
+    let header = json_object(h, "header is not base64url JSON")?;
+    if header.contains_key("crit") {
+        return Err(Error::Malformed(
+            "critical header parameters are not supported",
+        ));
+    }
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed("header has no alg"))?;
+    let signer = match alg {
+        "none" => return Err(Error::SignatureRequired),
+        "RS256" | "ES256" => check_signed(alg, &header, h, p, sig, signers, true)?,
+        other => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
+    };
+    let payload = json_object(p, "payload is not base64url JSON")?;
+    let jwk = payload
+        .get("policyCertificate")
+        .or_else(|| payload.get("aas-policyCertificate"))
+        .and_then(Value::as_object)
+        .ok_or(Error::Malformed(
+            "payload has no policyCertificate JSON Web Key",
+        ))?;
+    let encoded = jwk
+        .get("x5c")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed(
+            "policyCertificate carries the certificate in x5c",
+        ))?;
+    let certificate = STANDARD
+        .decode(encoded)
+        .map_err(|_| Error::Malformed("policyCertificate x5c is not base64"))?;
+    x509_cert::Certificate::from_der(&certificate)
+        .map_err(|_| Error::Malformed("policyCertificate x5c is not a DER X.509 certificate"))?;
+    Ok(CertificateRequest {
+        certificate,
+        signer,
+    })
 }
 
 fn json_object(segment: &str, what: &'static str) -> Result<serde_json::Map<String, Value>, Error> {
@@ -329,6 +492,32 @@ mod tests {
             Err(Error::UnsupportedAlgorithm(_))
         ));
         assert!(matches!(decode(&[0xff, 0xfe], &none), Err(Error::NotUtf8)));
+    }
+
+    #[test]
+    fn signer_set_operations() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["signer".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let mut s = PolicySigners::none();
+        s.add_pem(cert.pem().as_bytes()).unwrap();
+        s.add_pem(cert.pem().as_bytes()).unwrap();
+        assert_eq!(s.len(), 1, "a certificate appears once");
+        assert!(!s.insert(cert.der().to_vec()));
+        let jwks = s.jwks();
+        assert_eq!(jwks["keys"][0]["kty"], "EC");
+        assert_eq!(jwks["keys"][0]["x5c"][0], STANDARD.encode(cert.der()));
+        assert_eq!(sha1_thumbprint(cert.der()).len(), 40);
+        assert!(s.remove(cert.der()));
+        assert!(!s.remove(cert.der()));
+        assert!(s.is_empty());
+        // Nobody is trusted by an empty set.
+        assert!(matches!(
+            decode_certificate_request(b"e30.e30.AAAA", &s),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,470 @@
+//! MAA's policy management certificates API (`GET /certificates`, `POST /certificates:add`,
+//! `POST /certificates:remove`) against the attestation router: requests are JWSs signed by a
+//! current policy signer (rcgen certificates, `jsonwebtoken` signatures), responses are tokens
+//! verified with `jsonwebtoken` against `/certs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use attestation::Clock;
+use attestation::attest::{self, AttestState};
+use attestation::client::CollateralSource;
+use attestation::policy_jws::PolicySigners;
+use attestation::token::KeyRing;
+use attestation::verify::DcapVerifier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http_body_util::BodyExt;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "s3cret";
+const ISSUER: &str = "https://attest.test";
+
+/// A signing key and its self-signed certificate.
+struct Signer {
+    alg: Algorithm,
+    key_pem: String,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+}
+
+impl Signer {
+    fn generate(alg: Algorithm) -> Self {
+        let key = match alg {
+            Algorithm::RS256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+            _ => rcgen::KeyPair::generate().unwrap(),
+        };
+        let cert = rcgen::CertificateParams::new(vec!["policy-signer".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        Self {
+            alg,
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+        }
+    }
+
+    /// A compact JWS of `payload` signed with this key, presenting `x5c_der`.
+    fn sign_with_x5c(&self, payload: &Value, x5c_der: &[u8]) -> String {
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.typ = None;
+        header.x5c = Some(vec![STANDARD.encode(x5c_der)]);
+        let key = match self.alg {
+            Algorithm::RS256 => {
+                jsonwebtoken::EncodingKey::from_rsa_pem(self.key_pem.as_bytes()).unwrap()
+            }
+            _ => jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes()).unwrap(),
+        };
+        jsonwebtoken::encode(&header, payload, &key).unwrap()
+    }
+
+    fn sign(&self, payload: &Value) -> String {
+        self.sign_with_x5c(payload, &self.cert_der)
+    }
+
+    /// This signer's request to add or remove `cert` (MAA's `policyCertificate` JWK).
+    fn about(&self, cert: &Signer) -> String {
+        self.sign(&cert_payload(&cert.cert_der))
+    }
+
+    /// A policy `PUT` body signed by this key.
+    fn policy(&self, text: &str) -> String {
+        self.sign(&json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) }))
+    }
+
+    fn sha1(&self) -> String {
+        hex::encode_upper(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &self.cert_der,
+        ))
+    }
+}
+
+/// `{"policyCertificate": {"kty": "RSA", "x5c": [cert]}}`, as Azure's SDKs build it (they
+/// write `kty: RSA` whatever the key).
+fn cert_payload(der: &[u8]) -> Value {
+    json!({ "policyCertificate": { "kty": "RSA", "x5c": [STANDARD.encode(der)] } })
+}
+
+fn app(signers: &[&Signer]) -> axum::Router {
+    let mut policy_signers = PolicySigners::none();
+    for s in signers {
+        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
+    }
+    attest::router(
+        AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            CollateralSource::from_bundles(Vec::new()),
+            KeyRing::ephemeral().unwrap(),
+            "",
+            attest::Config {
+                issuer: ISSUER.into(),
+                admin_token: Some(ADMIN.into()),
+                policy_signers,
+                ..attest::Config::default()
+            },
+            Clock::system(),
+        )
+        .unwrap(),
+    )
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let s = r.status();
+    let b = r.into_body().collect().await.unwrap().to_bytes();
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+async fn post(app: &axum::Router, path: &str, token: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::post(format!("{path}?api-version=2022-08-01"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn add(app: &axum::Router, body: &str) -> (StatusCode, Value) {
+    post(app, "/certificates:add", ADMIN, body).await
+}
+
+async fn remove(app: &axum::Router, body: &str) -> (StatusCode, Value) {
+    post(app, "/certificates:remove", ADMIN, body).await
+}
+
+async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::put("/policies/SgxEnclave?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn get_certificates(app: &axum::Router, token: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::get("/certificates?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer, expiry) and
+/// returns its claims.
+async fn claims(app: &axum::Router, response: &Value) -> Value {
+    let token = response["token"].as_str().expect("a token response");
+    let (s, jwks) = call(app, Request::get("/certs").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.jku.as_deref(), Some("https://attest.test/certs"));
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iss", "nbf"]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+/// The certificates (DER) of a verified `GET /certificates` response.
+async fn listed(app: &axum::Router) -> Vec<Vec<u8>> {
+    let (s, v) = get_certificates(app, ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(app, &v).await;
+    c["x-ms-policy-certificates"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| STANDARD.decode(k["x5c"][0].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn get_lists_the_configured_signers_in_a_verifiable_token() {
+    let es = Signer::generate(Algorithm::ES256);
+    let rs = Signer::generate(Algorithm::RS256);
+    let app = app(&[&es, &rs]);
+
+    let (s, v) = get_certificates(&app, ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    let keys = c["x-ms-policy-certificates"]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{c}");
+    assert_eq!(
+        (&keys[0]["kty"], &keys[0]["x5c"]),
+        (&json!("EC"), &json!([STANDARD.encode(&es.cert_der)]))
+    );
+    assert_eq!(
+        (&keys[1]["kty"], &keys[1]["x5c"]),
+        (&json!("RSA"), &json!([STANDARD.encode(&rs.cert_der)]))
+    );
+
+    // The admin token is checked, as for GET /policies.
+    let (s, v) = get_certificates(&app, "nope").await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "Unauthorized")
+    );
+}
+
+#[tokio::test]
+async fn a_current_signer_adds_a_certificate_that_can_then_sign_policies() {
+    let es = Signer::generate(Algorithm::ES256);
+    let newcomer = Signer::generate(Algorithm::RS256);
+    let app = app(&[&es]);
+
+    let (s, v) = put_policy(&app, &newcomer.policy("allow_debug: false")).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicySignerNotTrusted")
+    );
+
+    // As Azure's SDKs send it: the JWS as a JSON string.
+    let (s, v) = add(&app, &format!("\"{}\"", es.about(&newcomer))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-certificate-thumbprint"], newcomer.sha1().as_str());
+    assert_eq!(c["x-ms-policycertificates-result"], "IsPresent");
+    assert_eq!(
+        listed(&app).await,
+        vec![es.cert_der.clone(), newcomer.cert_der.clone()]
+    );
+
+    let (s, v) = put_policy(&app, &newcomer.policy("allow_debug: false")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["x-confcom-policy-form"], "signed-jws");
+
+    // The new signer manages signers too; adding a present certificate changes nothing.
+    let (s, v) = add(&app, &newcomer.about(&es)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        claims(&app, &v).await["x-ms-policycertificates-result"],
+        "IsPresent"
+    );
+    assert_eq!(listed(&app).await.len(), 2);
+
+    // The payload name of Azure's REST examples is accepted too.
+    let third = Signer::generate(Algorithm::ES256);
+    let legacy = json!({ "aas-policyCertificate": { "kty": "EC", "x5c": [STANDARD.encode(&third.cert_der)] } });
+    let (s, v) = add(&app, &es.sign(&legacy)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        claims(&app, &v).await["x-ms-certificate-thumbprint"],
+        third.sha1().as_str()
+    );
+    assert_eq!(listed(&app).await.len(), 3);
+}
+
+#[tokio::test]
+async fn changes_signed_by_an_unknown_certificate_are_refused() {
+    let es = Signer::generate(Algorithm::ES256);
+    let stranger = Signer::generate(Algorithm::ES256);
+    let app = app(&[&es]);
+
+    for (path, body) in [
+        ("/certificates:add", stranger.about(&stranger)),
+        ("/certificates:remove", stranger.about(&es)),
+    ] {
+        let (s, v) = post(&app, path, ADMIN, &body).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::UNAUTHORIZED, "PolicySignerNotTrusted"),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(listed(&app).await, vec![es.cert_der.clone()]);
+}
+
+#[tokio::test]
+async fn a_removed_signer_can_no_longer_set_policies_or_manage_signers() {
+    let a = Signer::generate(Algorithm::ES256);
+    let b = Signer::generate(Algorithm::RS256);
+    let app = app(&[&a, &b]);
+    let (s, v) = put_policy(&app, &b.policy("allow_debug: false")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let (s, v) = remove(&app, &a.about(&b)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-certificate-thumbprint"], b.sha1().as_str());
+    assert_eq!(c["x-ms-policycertificates-result"], "IsAbsent");
+    assert_eq!(listed(&app).await, vec![a.cert_der.clone()]);
+
+    let (s, v) = put_policy(&app, &b.policy("allow_debug: false")).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicySignerNotTrusted"),
+        "{v}"
+    );
+    let (s, v) = add(&app, &b.about(&b)).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicySignerNotTrusted"),
+        "{v}"
+    );
+    // Removing an absent certificate changes nothing.
+    let (s, v) = remove(&app, &a.about(&b)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        claims(&app, &v).await["x-ms-policycertificates-result"],
+        "IsAbsent"
+    );
+    // The remaining signer still sets policies.
+    let (s, v) = put_policy(&app, &a.policy("allow_debug: false")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn the_last_certificate_cannot_be_removed() {
+    let a = Signer::generate(Algorithm::ES256);
+    let app = app(&[&a]);
+    let (s, v) = remove(&app, &a.about(&a)).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "LastPolicySignerCertificate"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last policy signer certificate cannot be removed"),
+        "{v}"
+    );
+    assert_eq!(listed(&app).await, vec![a.cert_der.clone()]);
+    let (s, v) = put_policy(&app, &a.policy("allow_debug: false")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn tampered_and_unsigned_requests_are_refused() {
+    let es = Signer::generate(Algorithm::ES256);
+    let rs = Signer::generate(Algorithm::RS256);
+    let other = Signer::generate(Algorithm::ES256);
+    let app = app(&[&es, &rs]);
+
+    // es's signature over a payload that named another certificate.
+    let signed = es.about(&other);
+    let mut parts: Vec<&str> = signed.split('.').collect();
+    let swapped = URL_SAFE_NO_PAD.encode(cert_payload(&rs.cert_der).to_string());
+    parts[1] = &swapped;
+    let tampered = parts.join(".");
+    // Signed by an unknown key while presenting es's certificate.
+    let forged = other.sign_with_x5c(&cert_payload(&other.cert_der), &es.cert_der);
+    for body in [tampered, forged] {
+        for path in ["/certificates:add", "/certificates:remove"] {
+            let (s, v) = post(&app, path, ADMIN, &body).await;
+            assert_eq!(
+                (s, error_code(&v)),
+                (StatusCode::UNAUTHORIZED, "InvalidPolicySignature"),
+                "{path}: {v}"
+            );
+        }
+    }
+
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    let p = URL_SAFE_NO_PAD.encode(cert_payload(&other.cert_der).to_string());
+    let (s, v) = add(&app, &format!("{h}.{p}.")).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "PolicySignatureRequired"),
+        "{v}"
+    );
+    assert_eq!(listed(&app).await.len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_and_the_admin_token_comes_first() {
+    let es = Signer::generate(Algorithm::ES256);
+    let app = app(&[&es]);
+    let not_a_cert =
+        json!({ "policyCertificate": { "kty": "RSA", "x5c": [STANDARD.encode(b"nope")] } });
+    let malformed = [
+        "{}".to_owned(),
+        "not a jws".to_owned(),
+        es.sign(&json!({ "AttestationPolicy": "" })),
+        es.sign(&json!({ "policyCertificate": { "kty": "RSA" } })),
+        es.sign(&not_a_cert),
+        format!(
+            "{}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#),
+            URL_SAFE_NO_PAD.encode(cert_payload(&es.cert_der).to_string())
+        ),
+    ];
+    for body in &malformed {
+        let (s, v) = add(&app, body).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "MalformedPolicyJws"),
+            "{body}: {v}"
+        );
+    }
+    let hs = format!(
+        "{}.{}.AAAA",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+        URL_SAFE_NO_PAD.encode(cert_payload(&es.cert_der).to_string())
+    );
+    let (s, v) = remove(&app, &hs).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "UnsupportedPolicyAlgorithm"),
+        "{v}"
+    );
+
+    // A valid request without the admin token is refused before the JWS is looked at.
+    let other = Signer::generate(Algorithm::ES256);
+    let (s, v) = post(&app, "/certificates:add", "nope", &es.about(&other)).await;
+    assert_eq!(
+        (s, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "Unauthorized")
+    );
+    assert_eq!(listed(&app).await, vec![es.cert_der.clone()]);
+}
+
+#[tokio::test]
+async fn without_start_up_signers_changes_are_refused_and_the_list_is_empty() {
+    let es = Signer::generate(Algorithm::ES256);
+    let app = app(&[]);
+    for path in ["/certificates:add", "/certificates:remove"] {
+        let (s, v) = post(&app, path, ADMIN, &es.about(&es)).await;
+        assert_eq!(
+            (s, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "NotIsolatedMode"),
+            "{path}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only in isolated mode"),
+            "{v}"
+        );
+    }
+    assert!(listed(&app).await.is_empty());
+    // Policies stay unrestricted.
+    let (s, v) = put_policy(&app, "allow_debug: false").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
