@@ -268,15 +268,31 @@ struct PolicyDoc {
     signer: Option<String>,
 }
 
+/// MAA's policy hash: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
+fn policy_hash(text: &str) -> String {
+    let inner = URL_SAFE_NO_PAD.encode(text.as_bytes());
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        inner.as_bytes(),
+    ))
+}
+
+/// An unsecured JWT (`alg: none`, empty signature) of `claims`: what MAA returns for a draft
+/// policy, whose token "cannot be validated". Anyone may send a draft policy, so its result
+/// must never carry the service's signature.
+fn unsecured_jwt(claims: &Value) -> Result<String, AttestError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| AttestError::Internal)?;
+    let mut out = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+    out.push('.');
+    Ok(out)
+}
+
 impl PolicyDoc {
     fn new(d: DecodedPolicy) -> Result<Self, crate::policy::Error> {
         let policy = Arc::new(AnyPolicy::parse(&d.text)?);
-        // MAA: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
-        let inner = URL_SAFE_NO_PAD.encode(d.text.as_bytes());
-        let hash = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            inner.as_bytes(),
-        ));
+        let hash = policy_hash(&d.text);
         Ok(Self {
             policy,
             text: d.text,
@@ -580,23 +596,25 @@ async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestErro
         init.as_deref(),
         now,
     );
-    let (policy, draft) = match &req.draft_policy_for_attestation {
-        Some(text) => (
-            Arc::new(
-                AnyPolicy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?,
-            ),
-            true,
+    let policy = match &req.draft_policy_for_attestation {
+        Some(text) => Arc::new(
+            AnyPolicy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?,
         ),
-        None => {
-            let doc = s.policy.read().map_err(|_| AttestError::Internal)?;
-            (doc.policy.clone(), false)
-        }
+        None => s
+            .policy
+            .read()
+            .map_err(|_| AttestError::Internal)?
+            .policy
+            .clone(),
     };
     let mut claims = claims;
     policy.apply(&mut claims)?;
-    if draft {
-        // MAA: tokens from a draft policy "cannot be validated"; we mark them instead.
+    if let Some(text) = &req.draft_policy_for_attestation {
+        // MAA: the token of a draft policy "cannot be validated": it is not signed, and it
+        // names the draft it was evaluated against.
+        claims["x-ms-policy-hash"] = json!(policy_hash(text));
         claims["x-ms-policy-draft"] = json!(true);
+        return unsecured_jwt(&claims);
     }
     let jku = format!("{}/certs", s.config.issuer.trim_end_matches('/'));
     s.keys.sign(&claims, Some(&jku)).map_err(|e| {

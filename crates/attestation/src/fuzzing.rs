@@ -391,8 +391,10 @@ pub fn attest_request_outcome(data: &[u8]) -> Outcome {
 }
 
 /// A 200 carries a token signed by the server's key whose claims are set A's verdict: no
-/// other quote can verify against set A's collateral and Intel's root.
+/// other quote can verify against set A's collateral and Intel's root. A request with a draft
+/// policy gets an unsecured token (`alg: none`, no signature), never a signed one.
 fn check_token(h: &Harness, v: &Value, sent: Option<&Sent>) {
+    use base64::Engine as _;
     let token = v["token"]
         .as_str()
         .unwrap_or_else(|| panic!("200 without a token: {v}"));
@@ -400,9 +402,33 @@ fn check_token(h: &Harness, v: &Value, sent: Option<&Sent>) {
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Value>(token, &h.decoding_key, &validation)
-        .unwrap_or_else(|e| panic!("token does not verify: {e}"))
-        .claims;
+    let verified = jsonwebtoken::decode::<Value>(token, &h.decoding_key, &validation);
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims = if parts.get(2) == Some(&"") {
+        assert!(
+            sent.is_none_or(|s| s.draft),
+            "an unsecured token without a draft policy"
+        );
+        assert!(verified.is_err(), "an unsecured token verified");
+        let decode = |p: Option<&&str>| -> Value {
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.copied().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("token part is not base64url: {e}"));
+            serde_json::from_slice(&b).unwrap_or_else(|e| panic!("token part is not JSON: {e}"))
+        };
+        assert_eq!(decode(parts.first())["alg"], "none");
+        let claims = decode(parts.get(1));
+        assert_eq!(claims["x-ms-policy-draft"], true);
+        claims
+    } else {
+        assert!(
+            sent.is_none_or(|s| !s.draft),
+            "a signed token for a draft policy"
+        );
+        verified
+            .unwrap_or_else(|e| panic!("token does not verify: {e}"))
+            .claims
+    };
     let a = &h.verdict_a;
     assert_eq!(claims["x-ms-sgx-mrenclave"], hex::encode(a.mr_enclave));
     assert_eq!(claims["x-ms-sgx-mrsigner"], hex::encode(a.mr_signer));

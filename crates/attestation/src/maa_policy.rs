@@ -49,7 +49,7 @@
 //!    object is a claim of that type, issuer `AttestationService`; an array of such scalars gives
 //!    one claim per element (MAA claim sets may hold several claims of one type); objects, nulls
 //!    and fractions are not claims. The legacy names `$is-debuggable`, `$sgx-mrsigner`,
-//!    `$sgx-mrenclave`, `$product-id`, `$svn` and `$tee` (MAA's version 1.0 default policy) are
+//!    `$sgx-mrenclave`, `$product-id`, `$svn` and `$tee` (legacy incoming names MAA still accepts) are
 //!    added from the short claims (`is-debuggable`, …) or, if absent, from their `x-ms-sgx-*` /
 //!    `x-ms-attestation-type` counterparts.
 //! 2. A condition holds when at least one claim satisfies all its property conditions. A rule
@@ -68,9 +68,17 @@
 //!    fail attestation"); `issue` claims go to [`MaaOutcome::claims`], `issueproperty` claims to
 //!    [`MaaOutcome::properties`]. A type issued more than once becomes a JSON array of the values
 //!    in issue order (the JWT convention for a multi-valued claim); the docs are silent on it.
-//! 6. Evaluation is bounded ([`MAX_STEPS`] property comparisons, [`MAX_BINDINGS`] combinations per
-//!    rule, [`MAX_ADDED_CLAIMS`] claims added by the policy): exceeding a bound denies
-//!    ([`MaaDeny::LimitExceeded`]), in every section.
+//! 6. Evaluation is bounded ([`MAX_STEPS`] steps, where comparing two long strings of equal
+//!    length costs by their bytes; [`MAX_BINDINGS`] combinations per rule; [`MAX_ADDED_CLAIMS`]
+//!    claims and [`MAX_ADDED_BYTES`] bytes added by the policy): exceeding a bound denies
+//!    ([`MaaDeny::LimitExceeded`]), in every section. The worst policy found in review takes
+//!    about 1.5 ms to hit a bound.
+//!
+//! Type mismatches compare false, which would make a `deny()` rule that compares a claim with
+//! a literal of the wrong type a silent no-op. For the claims the service issues (booleans,
+//! integers and lower-case hex measurements, see `known_claim_form`), [`MaaPolicy::parse`]
+//! therefore refuses such a literal ([`ParseError::ClaimType`]), e.g. `value=="true"` for
+//! `x-ms-sgx-is-debuggable` or upper-case hex for `x-ms-sgx-mrsigner`.
 //!
 //! Sources: learn.microsoft.com/azure/attestation/claim-rule-grammar, author-sign-policy,
 //! policy-examples, policy-version-1-0/-1-1/-1-2 and claim-rule-functions.
@@ -95,18 +103,25 @@ pub const MAX_RULES: usize = 1000;
 pub const MAX_STRING_BYTES: usize = 8192;
 /// Most conditions in one rule.
 pub const MAX_CONDITIONS: usize = 64;
-/// Most claim property comparisons in one evaluation. A client may send a draft policy with
-/// every request, so this bounds its cost per request (well under a millisecond).
+/// Most evaluation steps in one evaluation: each comparison of a claim property costs one
+/// step, plus one for every [`STEP_BYTES`] bytes when it compares two strings of equal length
+/// (what comparing them costs). A client may send a draft policy with every request, so this
+/// bounds its cost per request.
 pub const MAX_STEPS: u64 = 250_000;
+/// Claim bytes that count as one more step per comparison (see [`MAX_STEPS`]).
+pub const STEP_BYTES: usize = 64;
 /// Most claim combinations one rule may fire for.
 pub const MAX_BINDINGS: usize = 1024;
 /// Most claims the policy may add to the claim set in one evaluation.
 pub const MAX_ADDED_CLAIMS: usize = 4096;
+/// Most bytes (types and values) of the claims the policy may add in one evaluation: issued
+/// claims end up in the token.
+pub const MAX_ADDED_BYTES: usize = 64 * 1024;
 
 const SERVICE: &str = "AttestationService";
 const POLICY: &str = "AttestationPolicy";
 
-/// Legacy `$` claim names of MAA's version 1.0 default SGX policy: (`$` name, short claim,
+/// Legacy `$` incoming claim names that MAA still accepts: (`$` name, short claim,
 /// `x-ms-*` claim used when the short one is absent).
 const LEGACY: [(&str, &str, &str); 6] = [
     ("$is-debuggable", "is-debuggable", "x-ms-sgx-is-debuggable"),
@@ -151,6 +166,17 @@ pub enum ParseError {
         /// The limit.
         max: usize,
     },
+    /// A condition compares a claim that the service issues with a literal of another type or
+    /// form, so it could never hold: a `deny()` behind it would silently never fire.
+    #[error("a condition on {claim} compares it with {found}, but {claim} is {expected}")]
+    ClaimType {
+        /// The claim type.
+        claim: String,
+        /// What the claim's values are.
+        expected: &'static str,
+        /// The literal in the policy.
+        found: String,
+    },
     /// A feature of the MAA grammar this engine does not implement.
     #[error("line {line}, column {column}: {feature} is not supported")]
     Unsupported {
@@ -168,7 +194,7 @@ impl ParseError {
     #[must_use]
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
-            Self::TooLarge { .. } => None,
+            Self::TooLarge { .. } | Self::ClaimType { .. } => None,
             Self::Syntax { line, column, .. }
             | Self::Limit { line, column, .. }
             | Self::Unsupported { line, column, .. } => Some((*line, *column)),
@@ -332,6 +358,14 @@ enum ValRef<'a> {
 }
 
 impl ClaimValue {
+    /// Bytes of the value, for the evaluation bounds.
+    fn byte_len(&self) -> usize {
+        match self {
+            Self::Str(s) => s.len(),
+            Self::Int(_) | Self::Bool(_) => 8,
+        }
+    }
+
     fn as_ref(&self) -> ValRef<'_> {
         match self {
             Self::Str(s) => ValRef::Str(s),
@@ -388,6 +422,18 @@ impl Claim {
             }),
         }
     }
+}
+
+/// Steps one comparison costs: one, plus one per [`STEP_BYTES`] of two strings of equal length
+/// (strings of different lengths differ at once).
+fn compare_cost(lhs: ValRef<'_>, rhs: Option<ValRef<'_>>) -> u64 {
+    let bytes = match (lhs, rhs) {
+        (ValRef::Str(a), Some(ValRef::Str(b))) if a.len() == b.len() => a.len(),
+        _ => 0,
+    };
+    u64::try_from(bytes / STEP_BYTES)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 fn compare(lhs: ValRef<'_>, op: Op, rhs: ValRef<'_>) -> bool {
@@ -1253,6 +1299,7 @@ struct Limit(&'static str);
 struct Eval {
     claims: Vec<Claim>,
     added: usize,
+    added_bytes: usize,
     steps: u64,
     outcome: MaaOutcome,
 }
@@ -1315,18 +1362,16 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// Counts the comparisons of matching one claim against `cond`.
-    fn step(&mut self, cond: &Condition) -> Result<(), Limit> {
-        let cost = u64::try_from(cond.props.len()).unwrap_or(u64::MAX);
-        *self.steps = self.steps.saturating_add(cost);
-        if *self.steps > MAX_STEPS {
-            return Err(Limit("evaluation steps"));
-        }
-        Ok(())
-    }
-
-    fn satisfies(&self, cond: &Condition, claim: &Claim, binding: &[Option<usize>]) -> bool {
-        cond.props.iter().all(|pc| {
+    /// Whether `claim` satisfies `cond`, counting the cost of the comparisons made (see
+    /// [`MAX_STEPS`]).
+    fn satisfies(
+        &mut self,
+        cond: &Condition,
+        claim: &Claim,
+        binding: &[Option<usize>],
+    ) -> Result<bool, Limit> {
+        let mut cost = 0u64;
+        let ok = cond.props.iter().all(|pc| {
             let rhs = match &pc.rhs {
                 Operand::Lit(v) => Some(v.as_ref()),
                 Operand::Ref { slot, prop } => binding
@@ -1336,8 +1381,15 @@ impl Search<'_> {
                     .and_then(|i| self.claims.get(i))
                     .map(|c| c.prop(*prop)),
             };
-            rhs.is_some_and(|rhs| compare(claim.prop(pc.prop), pc.op, rhs))
-        })
+            let lhs = claim.prop(pc.prop);
+            cost = cost.saturating_add(compare_cost(lhs, rhs));
+            rhs.is_some_and(|rhs| compare(lhs, pc.op, rhs))
+        });
+        *self.steps = self.steps.saturating_add(cost);
+        if *self.steps > MAX_STEPS {
+            return Err(Limit("evaluation steps"));
+        }
+        Ok(ok)
     }
 
     /// Matches conditions `i..` under `binding`; `Ok(true)` stops the search.
@@ -1353,8 +1405,7 @@ impl Search<'_> {
         let claims = self.claims;
         if cond.binds {
             for (idx, claim) in claims.iter().enumerate() {
-                self.step(cond)?;
-                if self.satisfies(cond, claim, binding) {
+                if self.satisfies(cond, claim, binding)? {
                     if let Some(b) = binding.get_mut(i) {
                         *b = Some(idx);
                     }
@@ -1370,8 +1421,7 @@ impl Search<'_> {
         }
         let mut found = false;
         for claim in claims {
-            self.step(cond)?;
-            if self.satisfies(cond, claim, binding) {
+            if self.satisfies(cond, claim, binding)? {
                 found = true;
                 break;
             }
@@ -1444,6 +1494,13 @@ impl Eval {
                 return Err(Limit("claims added by the policy"));
             }
             self.added = self.added.saturating_add(1);
+            self.added_bytes = self
+                .added_bytes
+                .saturating_add(ty.len())
+                .saturating_add(value.byte_len());
+            if self.added_bytes > MAX_ADDED_BYTES {
+                return Err(Limit("bytes of claims added by the policy"));
+            }
             match &rule.action {
                 Action::Issue(_) => insert_multi(&mut self.outcome.claims, &ty, value.to_json()),
                 Action::IssueProperty(_) => {
@@ -1470,7 +1527,57 @@ impl MaaPolicy {
                 max: MAX_POLICY_BYTES,
             });
         }
-        Parser::new(text)?.policy()
+        let policy = Parser::new(text)?.policy()?;
+        policy.check_known_claims()?;
+        Ok(policy)
+    }
+
+    /// Rejects conditions that compare a claim the service issues with a literal that none of
+    /// its values can equal (`value=="true"` for a boolean, `value=="1"` for an integer,
+    /// upper-case hex for a measurement): such a condition is always false, which would make a
+    /// `deny()` rule a silent no-op.
+    fn check_known_claims(&self) -> Result<(), ParseError> {
+        let rules = self
+            .configuration
+            .iter()
+            .chain(&self.authorization)
+            .chain(&self.issuance);
+        for cond in rules.flat_map(|r| &r.conditions) {
+            let Some(claim) = cond
+                .props
+                .iter()
+                .find_map(|pc| match (&pc.prop, &pc.op, &pc.rhs) {
+                    (Prop::Type, Op::Eq, Operand::Lit(ClaimValue::Str(t))) => Some(t.as_str()),
+                    _ => None,
+                })
+            else {
+                continue;
+            };
+            let Some(form) = known_claim_form(claim) else {
+                continue;
+            };
+            for pc in &cond.props {
+                let (Prop::Value, Operand::Lit(v)) = (&pc.prop, &pc.rhs) else {
+                    continue;
+                };
+                let fits = match (form, v) {
+                    (ClaimForm::Bool, ClaimValue::Bool(_))
+                    | (ClaimForm::Int, ClaimValue::Int(_)) => true,
+                    (ClaimForm::LowerHex, ClaimValue::Str(h)) => h
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    _ => false,
+                };
+                if !fits {
+                    return Err(ParseError::ClaimType {
+                        claim: claim.to_owned(),
+                        expected: form.describe(),
+                        found: v.to_json().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The policy's `version` as (major, minor).
@@ -1485,6 +1592,7 @@ impl MaaPolicy {
         let mut ev = Eval {
             claims: incoming_claims(incoming),
             added: 0,
+            added_bytes: 0,
             steps: 0,
             outcome: MaaOutcome::default(),
         };
@@ -1523,6 +1631,49 @@ impl MaaPolicy {
         }
         Ok(ev.outcome)
     }
+}
+
+/// The form of the values of a claim the service issues, where it is not a plain string.
+#[derive(Clone, Copy)]
+enum ClaimForm {
+    Bool,
+    Int,
+    LowerHex,
+}
+
+impl ClaimForm {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Bool => "a boolean (true/false, unquoted)",
+            Self::Int => "an integer (unquoted)",
+            Self::LowerHex => "lower-case hex",
+        }
+    }
+}
+
+fn known_claim_form(claim: &str) -> Option<ClaimForm> {
+    Some(match claim {
+        "x-ms-sgx-is-debuggable" | "is-debuggable" | "$is-debuggable" => ClaimForm::Bool,
+        "x-ms-sgx-product-id"
+        | "product-id"
+        | "$product-id"
+        | "x-ms-sgx-svn"
+        | "svn"
+        | "$svn"
+        | "x-confcom-collateral-valid-until"
+        | "iat"
+        | "nbf"
+        | "exp" => ClaimForm::Int,
+        "x-ms-sgx-mrenclave"
+        | "x-ms-sgx-mrsigner"
+        | "sgx-mrenclave"
+        | "sgx-mrsigner"
+        | "$sgx-mrenclave"
+        | "$sgx-mrsigner"
+        | "x-ms-sgx-report-data"
+        | "x-ms-sgx-config-id" => ClaimForm::LowerHex,
+        _ => return None,
+    })
 }
 
 /// Whether `text` starts (after whitespace and comments) with `version` `=`: tells an MAA
@@ -1755,14 +1906,41 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_types_compare_false() {
+    fn known_claims_are_type_checked_and_other_mismatches_compare_false() {
+        // Claims the service issues: a literal no value can equal is refused when the policy is
+        // parsed, so a deny() behind it cannot silently never fire.
         for cond in [
             r#"type=="x-ms-sgx-svn", value=="3""#,
             r#"type=="x-ms-sgx-svn", value!="3""#,
             r#"type=="x-ms-sgx-svn", value==true"#,
             r#"type=="x-ms-sgx-is-debuggable", value==0"#,
-            r#"type=="x-ms-sgx-is-debuggable", value!=0"#,
+            r#"type=="x-ms-sgx-is-debuggable", value=="true""#,
+            r#"type=="x-ms-sgx-product-id", value!="1""#,
+            r#"type=="$svn", value=="3""#,
+            r#"type=="x-ms-sgx-mrsigner", value=="83D719E77DEACA1470F6BAF62A4D774303C899DB69020F9C70EE1DFC08C7CE9E""#,
+            r#"type=="sgx-mrenclave", value==1"#,
+        ] {
+            let text =
+                format!("version=1.0; authorizationrules {{ [{cond}] => deny(); => permit(); }};");
+            let err = parse_err(&text);
+            assert!(matches!(err, ParseError::ClaimType { .. }), "{err}: {text}");
+        }
+        assert_eq!(
+            parse_err(r#"version=1.0; authorizationrules { [type=="x-ms-sgx-svn", value=="3"] => permit(); };"#)
+                .to_string(),
+            r#"a condition on x-ms-sgx-svn compares it with "3", but x-ms-sgx-svn is an integer (unquoted)"#
+        );
+        // The right forms parse, and references are not literals.
+        assert!(permits(
+            r#"[type=="x-ms-sgx-is-debuggable", value==false] && [type=="x-ms-sgx-svn", value>=3]
+               && [type=="x-ms-sgx-mrsigner", value=="83d719e77deaca1470f6baf62a4d774303c899db69020f9c70ee1dfc08c7ce9e"]
+               => permit();"#
+        ));
+        // Other claims: a mismatch of types compares false (`!=` included).
+        for cond in [
             r#"type=="x-ms-attestation-type", value>=0"#,
+            r#"type=="x-ms-attestation-type", value==true"#,
+            r#"type=="x-ms-attestation-type", value!=1"#,
         ] {
             let rule = format!("[{cond}] => permit();");
             assert!(!permits(&rule), "{rule}");
@@ -1771,6 +1949,49 @@ mod tests {
         assert!(!permits(
             r#"a:[type=="tee"] && [type=="x-ms-attestation-type", value<=a.value] => permit();"#
         ));
+    }
+
+    #[test]
+    fn long_claims_cost_steps_by_their_bytes_and_added_bytes_are_capped() {
+        // A 1 MiB incoming claim: comparing it with a string of its length costs its length,
+        // so a policy that does so again and again hits the step bound instead of taking
+        // seconds. Comparing it with a short literal stays cheap.
+        let mut big = claims();
+        big.insert("maa-ehd".into(), json!("A".repeat(1 << 20)));
+        let cheap = r#"[type=="maa-ehd", value=="B"] => deny();"#.repeat(200);
+        let p = MaaPolicy::parse(&format!(
+            "version=1.0; authorizationrules {{ {cheap} => permit(); }};"
+        ))
+        .unwrap();
+        assert!(p.evaluate(&big).is_ok());
+        let scan =
+            r#"c:[type=="maa-ehd"] && [type=="maa-ehd", value!=c.value] => deny();"#.repeat(40);
+        let p = MaaPolicy::parse(&format!(
+            "version=1.0; authorizationrules {{ {scan} => permit(); }};"
+        ))
+        .unwrap();
+        assert!(matches!(
+            p.evaluate(&big),
+            Err(MaaDeny::LimitExceeded {
+                limit: "evaluation steps",
+                ..
+            })
+        ));
+        // Copying a big claim into the token is bounded by bytes, not only by count.
+        let p = MaaPolicy::parse(
+            r#"version=1.0; authorizationrules { => permit(); };
+               issuancerules { c:[type=="maa-ehd"] => issue(claim=c); };"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            p.evaluate(&big),
+            Err(MaaDeny::LimitExceeded {
+                limit: "bytes of claims added by the policy",
+                ..
+            })
+        ));
+        // Small claims are unaffected.
+        assert!(p.evaluate(&claims()).is_ok());
     }
 
     #[test]

@@ -112,7 +112,9 @@ pub enum AnyPolicy {
 
 impl AnyPolicy {
     /// Parses MAA claim-rule text (it starts with `version=`) or else declarative YAML/JSON.
+    /// A leading byte-order mark (as Windows editors save) is ignored.
     pub fn parse(text: &str) -> Result<Self, Error> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if crate::maa_policy::looks_like_maa(text) {
             Ok(Self::Maa(crate::maa_policy::MaaPolicy::parse(text)?))
         } else {
@@ -131,14 +133,18 @@ impl AnyPolicy {
 
     /// Evaluates the policy over the token's claims; an MAA policy's issued claims and
     /// properties are added to them ([`CLAIM_POLICY_ISSUED`], [`CLAIM_POLICY_PROPERTIES`]).
-    /// The client's `nonce` is not an incoming claim of an MAA policy: nothing binds it to the
-    /// quote.
+    /// Only what the service derived from the quote is an incoming claim of an MAA policy:
+    /// not the client's `nonce` (nothing binds it to the quote), nor the client's runtime and
+    /// init-time JSON (`x-ms-runtime`, `x-ms-inittime`: MAA reads those only through the 1.2
+    /// functions, which are not supported).
     pub fn apply(&self, claims: &mut Value) -> Result<(), Deny> {
         match self {
             Self::Declarative(p) => p.evaluate(claims),
             Self::Maa(p) => {
                 let mut incoming = claims.as_object().cloned().unwrap_or_default();
-                incoming.remove("nonce");
+                for client_side in ["nonce", "x-ms-runtime", "x-ms-inittime"] {
+                    incoming.remove(client_side);
+                }
                 let outcome = p.evaluate(&incoming).map_err(|e| Deny {
                     rule: match &e {
                         crate::maa_policy::MaaDeny::Denied { index, .. } => {
@@ -378,6 +384,14 @@ mod tests {
         let mut c = claims();
         let deny = p.apply(&mut c).unwrap_err();
         assert_eq!(deny.rule, "authorizationrules[1]");
+        // A byte-order mark does not hide the language; client JSON is not a claim.
+        let p = AnyPolicy::parse(
+            "\u{feff}version=1.0; authorizationrules { [type==\"x-ms-runtime\"] => permit(); };",
+        )
+        .unwrap();
+        let mut c = claims();
+        c["x-ms-runtime"] = json!(["a", "b"]);
+        assert_eq!(p.apply(&mut c).unwrap_err().rule, "authorizationrules");
         // Nothing issued, nothing added.
         let p = AnyPolicy::parse("version=1.0; authorizationrules { => permit(); };").unwrap();
         let mut c = claims();

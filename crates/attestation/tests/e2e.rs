@@ -1562,14 +1562,38 @@ async fn maa_claim_rule_policies_authorize_and_issue_claims() {
         "{v}"
     );
 
-    // A draft policy may be MAA text too.
+    // A draft policy may be MAA text too. Anyone may send one, so its token is unsecured
+    // (as MAA's: it "cannot be validated") and names the draft, not the stored policy.
     let (s, v) = post(
         &app,
         json!({"quote": b64(&quote), "draftPolicyForAttestation": maa}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let token = v["token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "none");
+    assert!(token.ends_with('.'), "a draft token carries no signature");
     let claims = token_claims(&v);
     assert_eq!(claims["x-ms-policy-draft"], true);
     assert_eq!(claims["x-ms-policy"]["policy-name"], "maa-e2e");
+    let draft_hash = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        URL_SAFE_NO_PAD.encode(maa.as_bytes()).as_bytes(),
+    ));
+    assert_eq!(claims["x-ms-policy-hash"], draft_hash.as_str());
+    // (The stored policy is `by_nonce` here, which would have denied.) Stored, the same text
+    // gives signed tokens with the same hash.
+    let (s, _) = put_policy(&app, "s3cret", &maa).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(!v["token"].as_str().unwrap().ends_with('.'));
+    assert_eq!(token_claims(&v)["x-ms-policy-hash"], draft_hash.as_str());
+    assert_eq!(token_claims(&v).get("x-ms-policy-draft"), None);
 }
