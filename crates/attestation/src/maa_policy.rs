@@ -1691,8 +1691,11 @@ pub fn looks_like_maa(text: &str) -> bool {
     matches!(&kinds, [Kind::Ident(v), Kind::Punct(P::Assign)] if v.eq_ignore_ascii_case("version"))
 }
 
-/// The claims the fuzz entry point evaluates parsed policies against.
-fn fuzz_claims() -> Map<String, Value> {
+/// The claims the fuzz entry point evaluates parsed policies against (also the corpus
+/// replay's; not a stable API).
+#[doc(hidden)]
+#[must_use]
+pub fn fuzz_claims() -> Map<String, Value> {
     let v = serde_json::json!({
         "x-ms-ver": "1.0",
         "x-ms-attestation-type": "sgx",

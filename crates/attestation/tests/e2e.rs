@@ -1208,6 +1208,22 @@ async fn put_policy(app: &axum::Router, token: &str, body: &str) -> (StatusCode,
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
+/// `GET /policies/SgxEnclave` with the admin token.
+async fn get_policy(app: &axum::Router) -> Value {
+    let r = app
+        .clone()
+        .oneshot(
+            Request::get("/policies/SgxEnclave")
+                .header("authorization", "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
 fn error_code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
 }
@@ -1370,18 +1386,7 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
         (StatusCode::UNAUTHORIZED, "Unauthorized")
     );
     // GET reports the signer of the policy in force.
-    let r = app
-        .clone()
-        .oneshot(
-            Request::get("/policies/SgxEnclave")
-                .header("authorization", "Bearer s3cret")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let b = r.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&b).unwrap();
+    let v = get_policy(&app).await;
     assert_eq!(v["policy"], allow_text);
     assert_eq!(v["x-confcom-policy-form"], "signed-jws");
     assert_eq!(
@@ -1493,18 +1498,7 @@ async fn maa_claim_rule_policies_authorize_and_issue_claims() {
     assert_eq!(claims["nonce"], "n-1");
 
     // The policy API reports the language; MAA text has no parsed form.
-    let r = app
-        .clone()
-        .oneshot(
-            Request::get("/policies/SgxEnclave")
-                .header("authorization", "Bearer s3cret")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let got: Value =
-        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let got = get_policy(&app).await;
     assert_eq!(got["x-confcom-policy-language"], "maa-claim-rules");
     assert_eq!(got["policy"], maa.as_str());
     assert_eq!(got["parsed"], Value::Null);

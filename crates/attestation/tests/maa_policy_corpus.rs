@@ -8,28 +8,10 @@
 
 use std::path::PathBuf;
 
-use attestation::maa_policy::{MaaPolicy, fuzz_entry, looks_like_maa};
-use serde_json::{Map, Value, json};
+use attestation::maa_policy::{MaaPolicy, fuzz_claims as claims, fuzz_entry, looks_like_maa};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/maa_policy")
-}
-
-fn claims() -> Map<String, Value> {
-    let v = json!({
-        "x-ms-ver": "1.0",
-        "x-ms-attestation-type": "sgx",
-        "x-ms-sgx-is-debuggable": false,
-        "x-ms-sgx-mrsigner": "83d719e77deaca1470f6baf62a4d774303c899db69020f9c70ee1dfc08c7ce9e",
-        "x-ms-sgx-mrenclave": "5f1b7ea7b5c6a3e4d2c1b0a99887766554433221100ffeeddccbbaa998877665",
-        "x-ms-sgx-product-id": 1,
-        "x-ms-sgx-svn": 3,
-        "x-confcom-advisory-ids": ["INTEL-SA-00615"],
-        "is-debuggable": false,
-        "svn": 3,
-        "tee": "sgx",
-    });
-    v.as_object().unwrap().clone()
 }
 
 #[test]
