@@ -791,10 +791,11 @@ fn put_policy_inner(
     body: &[u8],
 ) -> Result<Value, AttestError> {
     check_admin(s, headers)?;
-    let decoded = {
-        let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
-        policy_jws::decode(body, &signers)?
-    };
+    // The signer set stays read-locked until the policy is in place: a signer removed
+    // meanwhile (`:remove` takes the write lock) cannot still install a policy. Lock order:
+    // signers, then policy.
+    let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
+    let decoded = policy_jws::decode(body, &signers)?;
     let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
     let result = json!({
         "x-ms-policy-hash": doc.hash,
@@ -809,6 +810,8 @@ fn put_policy_inner(
     let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
     tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, "attestation policy replaced");
     *g = doc;
+    drop(g);
+    drop(signers);
     Ok(result)
 }
 

@@ -77,8 +77,7 @@ impl PolicySigners {
         let mut added = 0usize;
         for der_cert in CertificateDer::pem_slice_iter(pem) {
             let der_cert = der_cert.map_err(|e| Error::SignerCertificate(e.to_string()))?;
-            x509_cert::Certificate::from_der(&der_cert)
-                .map_err(|e| Error::SignerCertificate(e.to_string()))?;
+            check_signer_key(&der_cert)?;
             self.insert(der_cert.to_vec());
             added = added.saturating_add(1);
         }
@@ -264,20 +263,31 @@ fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error
             }
             (Form::Unsigned, None)
         }
-        "RS256" | "ES256" => {
+        other => {
+            let alg = signing_alg(other)?;
             let thumbprint = check_signed(alg, &header, h, p, sig, signers, !signers.is_empty())?;
             (Form::Signed, Some(thumbprint))
         }
-        other => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
     };
     Ok(DecodedPolicy { text, form, signer })
 }
 
-/// Checks a signed JWS (`alg` RS256 or ES256): its `x5c` leaf must be one of `signers` when
+/// The signature algorithm of a JWS `alg`: RS256 or ES256, and the names Azure's .NET and
+/// Python SDKs write for them (`RSA256`, and `ECDH256` for ECDSA P-256 with SHA-256, the
+/// signature in the JWS r ‖ s form).
+fn signing_alg(alg: &str) -> Result<Algorithm, Error> {
+    match alg {
+        "RS256" | "RSA256" => Ok(Algorithm::RS256),
+        "ES256" | "ECDH256" => Ok(Algorithm::ES256),
+        other => Err(Error::UnsupportedAlgorithm(other.to_owned())),
+    }
+}
+
+/// Checks a signed JWS (RS256 or ES256): its `x5c` leaf must be one of `signers` when
 /// `require_member`, and the signature must verify with that leaf. Returns the leaf's hex
 /// SHA-256.
 fn check_signed(
-    alg: &str,
+    alg: Algorithm,
     header: &serde_json::Map<String, Value>,
     h: &str,
     p: &str,
@@ -285,11 +295,6 @@ fn check_signed(
     signers: &PolicySigners,
     require_member: bool,
 ) -> Result<String, Error> {
-    let alg = if alg == "RS256" {
-        Algorithm::RS256
-    } else {
-        Algorithm::ES256
-    };
     let leaf = x5c_leaf(header)?;
     let thumbprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf));
     if require_member && !signers.contains(&leaf) {
@@ -338,8 +343,7 @@ pub fn decode_certificate_request(
         .ok_or(Error::Malformed("header has no alg"))?;
     let signer = match alg {
         "none" => return Err(Error::SignatureRequired),
-        "RS256" | "ES256" => check_signed(alg, &header, h, p, sig, signers, true)?,
-        other => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
+        other => check_signed(signing_alg(other)?, &header, h, p, sig, signers, true)?,
     };
     let payload = json_object(p, "payload is not base64url JSON")?;
     let jwk = payload
@@ -360,12 +364,60 @@ pub fn decode_certificate_request(
     let certificate = STANDARD
         .decode(encoded)
         .map_err(|_| Error::Malformed("policyCertificate x5c is not base64"))?;
-    x509_cert::Certificate::from_der(&certificate)
-        .map_err(|_| Error::Malformed("policyCertificate x5c is not a DER X.509 certificate"))?;
+    check_signer_key(&certificate)?;
     Ok(CertificateRequest {
         certificate,
         signer,
     })
+}
+
+/// Whether a certificate's key can sign policies here: ECDSA P-256, or RSA of 2048 to 8192
+/// bits (what RS256/ES256 verification accepts). A signer with another key could never sign,
+/// and adding one, then removing the others, would lock policy management until a restart.
+pub fn check_signer_key(der_cert: &[u8]) -> Result<(), Error> {
+    const RSA: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const EC: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const P256: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    let cert = x509_cert::Certificate::from_der(der_cert)
+        .map_err(|e| Error::SignerCertificate(format!("not a DER X.509 certificate: {e}")))?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let refuse = |why: String| Err(Error::SignerCertificate(why));
+    if spki.algorithm.oid == EC {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
+        return if curve == Some(P256) {
+            Ok(())
+        } else {
+            refuse("its EC key is not on P-256 (policies are signed with ES256)".into())
+        };
+    }
+    if spki.algorithm.oid == RSA {
+        #[derive(der::Sequence)]
+        struct RsaPublicKey<'a> {
+            modulus: der::asn1::UintRef<'a>,
+            _exponent: der::asn1::UintRef<'a>,
+        }
+        let bits = RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
+            .map(|k| k.modulus.as_bytes().len().saturating_mul(8))
+            .map_err(|e| Error::SignerCertificate(format!("its RSA key does not parse: {e}")))?;
+        return if (2048..=8192).contains(&bits) {
+            Ok(())
+        } else {
+            refuse(format!(
+                "its RSA key has {bits} bits (2048 to 8192 can sign with RS256)"
+            ))
+        };
+    }
+    refuse(format!(
+        "its key algorithm {} cannot sign policies (RS256 or ES256)",
+        spki.algorithm.oid
+    ))
 }
 
 fn json_object(segment: &str, what: &'static str) -> Result<serde_json::Map<String, Value>, Error> {
@@ -391,10 +443,12 @@ fn policy_text(payload: &str) -> Result<String, Error> {
     String::from_utf8(bytes).map_err(|_| Error::Malformed("AttestationPolicy is not UTF-8"))
 }
 
-/// The DER of the first `x5c` certificate (RFC 7515 §4.1.6: standard base64).
+/// The DER of the first `x5c` certificate (RFC 7515 §4.1.6: standard base64), from the header
+/// or, as Azure's Python SDK writes it, from the header's `jwk`.
 fn x5c_leaf(header: &serde_json::Map<String, Value>) -> Result<Vec<u8>, Error> {
     let first = header
         .get("x5c")
+        .or_else(|| header.get("jwk").and_then(|j| j.get("x5c")))
         .and_then(Value::as_array)
         .and_then(|a| a.first())
         .and_then(Value::as_str)

@@ -70,7 +70,12 @@ impl Signer {
 
     /// This signer's request to add or remove `cert` (MAA's `policyCertificate` JWK).
     fn about(&self, cert: &Signer) -> String {
-        self.sign(&cert_payload(&cert.cert_der))
+        self.about_der(&cert.cert_der)
+    }
+
+    /// This signer's request to add or remove the certificate `der`.
+    fn about_der(&self, der: &[u8]) -> String {
+        self.sign(&cert_payload(der))
     }
 
     /// A policy `PUT` body signed by this key.
@@ -467,4 +472,106 @@ async fn without_start_up_signers_changes_are_refused_and_the_list_is_empty() {
     // Policies stay unrestricted.
     let (s, v) = put_policy(&app, "allow_debug: false").await;
     assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A compact JWS written by hand, as Azure's .NET and Python SDKs write them: `alg` `ECDH256`
+/// (ECDSA P-256 with SHA-256) and the certificate in the header's `jwk.x5c`.
+fn sdk_style_jws(signer_key: &rcgen::KeyPair, signer_der: &[u8], payload: &Value) -> String {
+    let header = json!({ "alg": "ECDH256", "jwk": { "x5c": [STANDARD.encode(signer_der)] } });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &signer_key.serialize_der(),
+    )
+    .unwrap();
+    let sig = key
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+        )
+        .unwrap();
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+#[tokio::test]
+async fn azure_sdk_header_forms_are_accepted() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["sdk-signer".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut policy_signers = PolicySigners::none();
+    policy_signers.add_pem(cert.pem().as_bytes()).unwrap();
+    let other = Signer::generate(Algorithm::ES256);
+    let app = attest::router(
+        AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            CollateralSource::from_bundles(Vec::new()),
+            KeyRing::ephemeral().unwrap(),
+            "",
+            attest::Config {
+                issuer: ISSUER.into(),
+                admin_token: Some(ADMIN.into()),
+                policy_signers,
+                ..attest::Config::default()
+            },
+            Clock::system(),
+        )
+        .unwrap(),
+    );
+    // A policy and a signer change, each as a JSON string (how the SDKs send the body).
+    let policy = json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode("min_svn: 1") });
+    let body = Value::String(sdk_style_jws(&key, cert.der(), &policy)).to_string();
+    let (s, v) = put_policy(&app, &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["x-confcom-policy-form"], "signed-jws");
+    let body = Value::String(sdk_style_jws(
+        &key,
+        cert.der(),
+        &cert_payload(&other.cert_der),
+    ))
+    .to_string();
+    let (s, v) = add(&app, &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(listed(&app).await.contains(&other.cert_der));
+    // A tampered one still fails.
+    let mut jws = sdk_style_jws(&key, cert.der(), &policy);
+    jws.replace_range(jws.len() - 4.., "AAAA");
+    let (s, v) = put_policy(&app, &jws).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+}
+
+#[tokio::test]
+async fn signer_certificates_whose_keys_cannot_sign_are_refused() {
+    let s = Signer::generate(Algorithm::ES256);
+    let app = app(&[&s]);
+    for alg in [&rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["useless".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        // Not at start-up…
+        let mut signers = PolicySigners::none();
+        let err = signers.add_pem(cert.pem().as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot sign") || err.to_string().contains("P-256"),
+            "{err}"
+        );
+        // …nor at run time.
+        let (st, v) = add(&app, &s.about_der(cert.der())).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(!listed(&app).await.contains(&cert.der().to_vec()));
+    }
+    // RSA 2048 and P-256 can sign.
+    let mut signers = PolicySigners::none();
+    signers
+        .add_pem(Signer::generate(Algorithm::RS256).cert_pem.as_bytes())
+        .unwrap();
+    signers.add_pem(s.cert_pem.as_bytes()).unwrap();
+    assert_eq!(signers.len(), 2);
 }
