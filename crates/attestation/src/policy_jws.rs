@@ -236,16 +236,7 @@ pub fn decode(body: &[u8], signers: &PolicySigners) -> Result<DecodedPolicy, Err
 }
 
 fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
-    let mut parts = jws.splitn(3, '.');
-    let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::Malformed("expected header.payload.signature"));
-    };
-    let header = json_object(h, "header is not base64url JSON")?;
-    if header.contains_key("crit") {
-        return Err(Error::Malformed(
-            "critical header parameters are not supported",
-        ));
-    }
+    let Jws { header, h, p, sig } = Jws::split(jws)?;
     let alg = header
         .get("alg")
         .and_then(Value::as_str)
@@ -327,16 +318,7 @@ pub fn decode_certificate_request(
     let jws = compact(text).ok_or(Error::Malformed(
         "a policy certificate request is a compact JWS (header.payload.signature)",
     ))?;
-    let mut parts = jws.splitn(3, '.');
-    let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::Malformed("expected header.payload.signature"));
-    };
-    let header = json_object(h, "header is not base64url JSON")?;
-    if header.contains_key("crit") {
-        return Err(Error::Malformed(
-            "critical header parameters are not supported",
-        ));
-    }
+    let Jws { header, h, p, sig } = Jws::split(jws)?;
     let alg = header
         .get("alg")
         .and_then(Value::as_str)
@@ -418,6 +400,32 @@ pub fn check_signer_key(der_cert: &[u8]) -> Result<(), Error> {
         "its key algorithm {} cannot sign policies (RS256 or ES256)",
         spki.algorithm.oid
     ))
+}
+
+/// The parts of a compact JWS, its header decoded.
+struct Jws<'a> {
+    header: serde_json::Map<String, Value>,
+    h: &'a str,
+    p: &'a str,
+    sig: &'a str,
+}
+
+impl<'a> Jws<'a> {
+    /// Splits `header.payload.signature` and decodes the header; `crit` is refused (no
+    /// critical extension is understood).
+    fn split(jws: &'a str) -> Result<Self, Error> {
+        let mut parts = jws.splitn(3, '.');
+        let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::Malformed("expected header.payload.signature"));
+        };
+        let header = json_object(h, "header is not base64url JSON")?;
+        if header.contains_key("crit") {
+            return Err(Error::Malformed(
+                "critical header parameters are not supported",
+            ));
+        }
+        Ok(Self { header, h, p, sig })
+    }
 }
 
 fn json_object(segment: &str, what: &'static str) -> Result<serde_json::Map<String, Value>, Error> {

@@ -25,6 +25,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+mod common;
+use common::{Signer, policy_payload};
+
 /// Set A (INDEX.md): a time inside the collateral's window.
 const T_A: i64 = 1_751_624_924;
 
@@ -1110,67 +1113,14 @@ async fn qcnl_requests_over_https_match_plain_http() {
 }
 
 /// MAA's JWS form of a policy: payload `{"AttestationPolicy": base64url(text)}`.
-fn policy_payload(text: &str) -> Value {
-    json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) })
-}
-
 fn unsigned_policy_jws(text: &str) -> String {
     let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
     let p = URL_SAFE_NO_PAD.encode(policy_payload(text).to_string());
     format!("{h}.{p}.")
 }
 
-/// A policy signing key and its self-signed certificate.
-struct PolicySigner {
-    alg: jsonwebtoken::Algorithm,
-    key_pem: String,
-    cert_der: Vec<u8>,
-    cert_pem: String,
-}
-
-impl PolicySigner {
-    fn generate(alg: jsonwebtoken::Algorithm) -> Self {
-        let key = match alg {
-            jsonwebtoken::Algorithm::RS256 => {
-                rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
-            }
-            _ => rcgen::KeyPair::generate().unwrap(),
-        };
-        let cert = rcgen::CertificateParams::new(vec!["policy-signer".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        Self {
-            alg,
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-            cert_pem: cert.pem(),
-        }
-    }
-
-    /// Signs `text` with this key, presenting `x5c_der` (normally our own certificate).
-    fn sign_with_x5c(&self, text: &str, x5c_der: &[u8]) -> String {
-        let mut header = jsonwebtoken::Header::new(self.alg);
-        header.typ = None;
-        header.x5c = Some(vec![
-            base64::engine::general_purpose::STANDARD.encode(x5c_der),
-        ]);
-        let key = match self.alg {
-            jsonwebtoken::Algorithm::RS256 => {
-                jsonwebtoken::EncodingKey::from_rsa_pem(self.key_pem.as_bytes()).unwrap()
-            }
-            _ => jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes()).unwrap(),
-        };
-        jsonwebtoken::encode(&header, &policy_payload(text), &key).unwrap()
-    }
-
-    fn sign(&self, text: &str) -> String {
-        self.sign_with_x5c(text, &self.cert_der)
-    }
-}
-
 /// The attestation router of set A with policy signers; returns a `PUT /policies` helper.
-fn app_with_signers(signers: &[&PolicySigner], debug: bool) -> axum::Router {
+fn app_with_signers(signers: &[&Signer], debug: bool) -> axum::Router {
     let mut policy_signers = attestation::policy_jws::PolicySigners::none();
     for s in signers {
         policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
@@ -1277,15 +1227,15 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
     use jsonwebtoken::Algorithm;
     let quote = quote_a();
     let debug = direct_verdict(&quote, &bundle_a(), T_A).debug;
-    let es = PolicySigner::generate(Algorithm::ES256);
-    let rs = PolicySigner::generate(Algorithm::RS256);
-    let stranger = PolicySigner::generate(Algorithm::ES256);
+    let es = Signer::generate(Algorithm::ES256);
+    let rs = Signer::generate(Algorithm::RS256);
+    let stranger = Signer::generate(Algorithm::ES256);
     let app = app_with_signers(&[&es, &rs], debug);
     let deny_text = format!("allow_debug: {debug}\naccepted_tcb_statuses: [UpToDate]\n");
     let allow_text = format!("allow_debug: {debug}\n");
 
     // ES256 by a configured signer: accepted, and it takes effect.
-    let (s, v) = put_policy(&app, "s3cret", &es.sign(&deny_text)).await;
+    let (s, v) = put_policy(&app, "s3cret", &es.policy(&deny_text)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["x-confcom-policy-form"], "signed-jws");
     let es_thumb = hex::encode(aws_lc_rs::digest::digest(
@@ -1301,7 +1251,7 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
     );
 
     // RS256 by the other configured signer: accepted; the quote passes again.
-    let (s, v) = put_policy(&app, "s3cret", &rs.sign(&allow_text)).await;
+    let (s, v) = put_policy(&app, "s3cret", &rs.policy(&allow_text)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = post(&app, json!({"quote": b64(&quote)})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -1310,21 +1260,21 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
     let refused = [
         // Signed by a key whose certificate is not configured.
         (
-            stranger.sign(&deny_text),
+            stranger.policy(&deny_text),
             StatusCode::UNAUTHORIZED,
             "PolicySignerNotTrusted",
         ),
         // A stranger's signature presented with a configured certificate.
         (
-            stranger.sign_with_x5c(&deny_text, &es.cert_der),
+            stranger.sign_with_x5c(&policy_payload(&deny_text), &es.cert_der),
             StatusCode::UNAUTHORIZED,
             "InvalidPolicySignature",
         ),
         // Tampered payload: a configured signer's signature over another policy.
         (
             {
-                let good = es.sign(&allow_text);
-                let other = es.sign(&deny_text);
+                let good = es.policy(&allow_text);
+                let other = es.policy(&deny_text);
                 let p: Vec<&str> = good.split('.').collect();
                 let q: Vec<&str> = other.split('.').collect();
                 format!("{}.{}.{}", p[0], q[1], p[2])
@@ -1363,7 +1313,7 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
         ),
         (
             {
-                let t = es.sign(&deny_text);
+                let t = es.policy(&deny_text);
                 let p: Vec<&str> = t.split('.').collect();
                 let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#);
                 format!("{h}.{}.{}", p[1], p[2])
@@ -1380,7 +1330,7 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
         assert_eq!(s, StatusCode::OK, "{code}: policy changed: {v}");
     }
     // The admin token is checked before the signature.
-    let (s, v) = put_policy(&app, "nope", &es.sign(&deny_text)).await;
+    let (s, v) = put_policy(&app, "nope", &es.policy(&deny_text)).await;
     assert_eq!(
         (s, error_code(&v)),
         (StatusCode::UNAUTHORIZED, "Unauthorized")

@@ -21,53 +21,20 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod common;
+use common::Signer;
+
 const ADMIN: &str = "s3cret";
 const ISSUER: &str = "https://attest.test";
 
-/// A signing key and its self-signed certificate.
-struct Signer {
-    alg: Algorithm,
-    key_pem: String,
-    cert_der: Vec<u8>,
-    cert_pem: String,
+/// What these tests need beyond the shared signer.
+trait SignerExt {
+    fn about(&self, cert: &Signer) -> String;
+    fn about_der(&self, der: &[u8]) -> String;
+    fn sha1(&self) -> String;
 }
 
-impl Signer {
-    fn generate(alg: Algorithm) -> Self {
-        let key = match alg {
-            Algorithm::RS256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
-            _ => rcgen::KeyPair::generate().unwrap(),
-        };
-        let cert = rcgen::CertificateParams::new(vec!["policy-signer".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        Self {
-            alg,
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-            cert_pem: cert.pem(),
-        }
-    }
-
-    /// A compact JWS of `payload` signed with this key, presenting `x5c_der`.
-    fn sign_with_x5c(&self, payload: &Value, x5c_der: &[u8]) -> String {
-        let mut header = jsonwebtoken::Header::new(self.alg);
-        header.typ = None;
-        header.x5c = Some(vec![STANDARD.encode(x5c_der)]);
-        let key = match self.alg {
-            Algorithm::RS256 => {
-                jsonwebtoken::EncodingKey::from_rsa_pem(self.key_pem.as_bytes()).unwrap()
-            }
-            _ => jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes()).unwrap(),
-        };
-        jsonwebtoken::encode(&header, payload, &key).unwrap()
-    }
-
-    fn sign(&self, payload: &Value) -> String {
-        self.sign_with_x5c(payload, &self.cert_der)
-    }
-
+impl SignerExt for Signer {
     /// This signer's request to add or remove `cert` (MAA's `policyCertificate` JWK).
     fn about(&self, cert: &Signer) -> String {
         self.about_der(&cert.cert_der)
@@ -76,11 +43,6 @@ impl Signer {
     /// This signer's request to add or remove the certificate `der`.
     fn about_der(&self, der: &[u8]) -> String {
         self.sign(&cert_payload(der))
-    }
-
-    /// A policy `PUT` body signed by this key.
-    fn policy(&self, text: &str) -> String {
-        self.sign(&json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) }))
     }
 
     fn sha1(&self) -> String {
@@ -102,6 +64,10 @@ fn app(signers: &[&Signer]) -> axum::Router {
     for s in signers {
         policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
     }
+    app_with(policy_signers)
+}
+
+fn app_with(policy_signers: PolicySigners) -> axum::Router {
     attest::router(
         AttestState::new(
             Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
@@ -507,22 +473,7 @@ async fn azure_sdk_header_forms_are_accepted() {
     let mut policy_signers = PolicySigners::none();
     policy_signers.add_pem(cert.pem().as_bytes()).unwrap();
     let other = Signer::generate(Algorithm::ES256);
-    let app = attest::router(
-        AttestState::new(
-            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
-            CollateralSource::from_bundles(Vec::new()),
-            KeyRing::ephemeral().unwrap(),
-            "",
-            attest::Config {
-                issuer: ISSUER.into(),
-                admin_token: Some(ADMIN.into()),
-                policy_signers,
-                ..attest::Config::default()
-            },
-            Clock::system(),
-        )
-        .unwrap(),
-    );
+    let app = app_with(policy_signers);
     // A policy and a signer change, each as a JSON string (how the SDKs send the body).
     let policy = json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode("min_svn: 1") });
     let body = Value::String(sdk_style_jws(&key, cert.der(), &policy)).to_string();
