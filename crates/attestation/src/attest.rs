@@ -1,6 +1,7 @@
 //! The attestation server: MAA's `POST /attest/SgxEnclave` returning an ES256 JWT with MAA's
 //! SGX claims plus the TCB status, advisory IDs and EAR status; `GET /certs` (JWKS),
-//! `GET /.well-known/openid-configuration`, `GET|PUT /policies/SgxEnclave` (admin token),
+//! `GET /.well-known/openid-configuration`, `GET|PUT /policies/SgxEnclave` and
+//! `POST /policies/SgxEnclave:reset` (admin token; answers carry MAA's `PolicyResult` token),
 //! MAA's policy management certificates `GET /certificates`, `POST /certificates:add` and
 //! `POST /certificates:remove` (admin token, then a JWS from a current policy signer),
 //! `POST /keys:rotate` (admin token), and probes/metrics.
@@ -259,6 +260,7 @@ impl Default for Config {
     }
 }
 
+#[derive(Clone)]
 struct PolicyDoc {
     policy: Arc<AnyPolicy>,
     text: String,
@@ -266,6 +268,10 @@ struct PolicyDoc {
     form: Form,
     /// Hex SHA-256 of the signer's certificate, for a signed policy.
     signer: Option<String>,
+    /// DER of the signer's certificate, for a signed policy.
+    signer_certificate: Option<Vec<u8>>,
+    /// The compact JWS the policy arrived in (JWS forms).
+    jws: Option<String>,
 }
 
 /// MAA's policy hash: BASE64URL(SHA256(UTF8(BASE64URL(UTF8(policy))))).
@@ -299,7 +305,22 @@ impl PolicyDoc {
             hash,
             form: d.form,
             signer: d.signer,
+            signer_certificate: d.signer_certificate,
+            jws: d.jws,
         })
+    }
+
+    /// MAA's `x-ms-policy` claim: a JWS whose payload is a `StoredAttestationPolicy`
+    /// (`{"AttestationPolicy": "<base64url of the text>"}`), what Azure's SDKs decode in
+    /// `GetPolicy`. The JWS as received for the JWS forms (so a signed policy still shows its
+    /// signer), else an unsecured one.
+    fn stored_policy_jws(&self) -> Result<String, AttestError> {
+        match &self.jws {
+            Some(jws) => Ok(jws.clone()),
+            None => unsecured_jwt(&json!({
+                "AttestationPolicy": URL_SAFE_NO_PAD.encode(self.text.as_bytes()),
+            })),
+        }
     }
 
     /// The `--policy` file: plain text is local configuration and always accepted; a JWS is
@@ -312,6 +333,8 @@ impl PolicyDoc {
                 text: text.to_owned(),
                 form: Form::Plain,
                 signer: None,
+                signer_certificate: None,
+                jws: None,
             }
         };
         Self::new(decoded)
@@ -333,6 +356,8 @@ pub struct AttestState {
     collateral: Arc<CollateralSource>,
     keys: Arc<KeyRing>,
     policy: Arc<RwLock<PolicyDoc>>,
+    /// The start-up policy, which `POST /policies/SgxEnclave:reset` puts back.
+    default_policy: Arc<PolicyDoc>,
     /// The current policy signers (starts as `config.policy_signers`).
     signers: Arc<RwLock<PolicySigners>>,
     config: Arc<Config>,
@@ -356,14 +381,13 @@ impl AttestState {
         let metrics = Metrics::new(&mut registry);
         let probes = confcom_runtime::Probes::new(registry);
         probes.set_ready(true);
+        let startup = PolicyDoc::from_startup(policy_text, &config.policy_signers)?;
         Ok(Self {
             verifier,
             collateral: Arc::new(collateral),
             keys: Arc::new(keys),
-            policy: Arc::new(RwLock::new(PolicyDoc::from_startup(
-                policy_text,
-                &config.policy_signers,
-            )?)),
+            default_policy: Arc::new(startup.clone()),
+            policy: Arc::new(RwLock::new(startup)),
             signers: Arc::new(RwLock::new(config.policy_signers.clone())),
             config: Arc::new(config),
             clock,
@@ -399,6 +423,7 @@ pub fn router(state: AttestState) -> Router {
         .route("/certs", get(certs))
         .route("/.well-known/openid-configuration", get(openid))
         .route("/policies/SgxEnclave", get(get_policy).put(put_policy))
+        .route("/policies/SgxEnclave:reset", post(reset_policy))
         .route("/certificates", get(get_certificates))
         .route("/certificates:add", post(add_certificate))
         .route("/certificates:remove", post(remove_certificate))
@@ -754,23 +779,38 @@ async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Respons
     if let Err(e) = check_admin(&s, &headers) {
         return e.into_response();
     }
-    match s.policy.read() {
-        Ok(d) => axum::Json(json!({
-            "policy": d.text,
-            "x-ms-policy-hash": d.hash,
-            "x-confcom-policy-form": d.form_name(),
-            "x-confcom-policy-signer": d.signer,
-            "x-confcom-policy-language": d.policy.language(),
-            // The declarative form as understood; MAA claim rules have no other form than
-            // their text.
-            "parsed": match &*d.policy {
-                AnyPolicy::Declarative(p) => serde_json::to_value(p).unwrap_or(Value::Null),
-                AnyPolicy::Maa(_) => Value::Null,
-            },
-        }))
-        .into_response(),
-        Err(_) => AttestError::Internal.into_response(),
-    }
+    let doc = match s.policy.read() {
+        Ok(d) => d.clone(),
+        Err(_) => return AttestError::Internal.into_response(),
+    };
+    let token = doc.stored_policy_jws().and_then(|stored| {
+        let mut claims = json!({ "x-ms-policy": stored });
+        if let Some(cert) = &doc.signer_certificate {
+            claims["x-ms-policy-signer"] = policy_jws::certificate_jwk(cert);
+        }
+        sign_claims(&s, claims)
+    });
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let d = &doc;
+    axum::Json(json!({
+        // MAA's PolicyResponse: a token whose `x-ms-policy` claim is the stored policy.
+        "token": token,
+        "policy": d.text,
+        "x-ms-policy-hash": d.hash,
+        "x-confcom-policy-form": d.form_name(),
+        "x-confcom-policy-signer": d.signer,
+        "x-confcom-policy-language": d.policy.language(),
+        // The declarative form as understood; MAA claim rules have no other form than
+        // their text.
+        "parsed": match &*d.policy {
+            AnyPolicy::Declarative(p) => serde_json::to_value(p).unwrap_or(Value::Null),
+            AnyPolicy::Maa(_) => Value::Null,
+        },
+    }))
+    .into_response()
 }
 
 /// `PUT /policies/SgxEnclave`: plain YAML/JSON, or MAA's JWS form (unsigned or signed; see
@@ -796,19 +836,73 @@ fn put_policy_inner(
     // signers, then policy.
     let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
     let decoded = policy_jws::decode(body, &signers)?;
+    let token_hash = decoded.token_hash();
     let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
+    // MAA's PolicyResult, signed.
+    let mut claims = json!({
+        "x-ms-policy-result": "Updated",
+        "x-ms-policy-token-hash": token_hash,
+    });
+    if let Some(cert) = &doc.signer_certificate {
+        claims["x-ms-policy-signer"] = policy_jws::certificate_jwk(cert);
+    }
     let result = json!({
+        "token": sign_claims(s, claims)?,
         "x-ms-policy-hash": doc.hash,
         "x-ms-policy-result": "Updated",
-        "x-ms-policy-token-hash": URL_SAFE_NO_PAD.encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body)
-        ),
+        "x-ms-policy-token-hash": token_hash,
         "x-confcom-policy-form": doc.form_name(),
         "x-confcom-policy-signer": doc.signer,
         "x-confcom-policy-language": doc.policy.language(),
     });
     let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
     tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, "attestation policy replaced");
+    *g = doc;
+    drop(g);
+    drop(signers);
+    Ok(result)
+}
+
+/// `POST /policies/SgxEnclave:reset`: MAA's JWS with an empty policy document, unsigned or
+/// signed under the same rules as a `PUT` body, puts the start-up policy back. The admin token
+/// is checked first.
+async fn reset_policy(State(s): State<AttestState>, headers: HeaderMap, body: Bytes) -> Response {
+    match reset_policy_inner(&s, &headers, &body) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "policy reset refused");
+            e.into_response()
+        }
+    }
+}
+
+fn reset_policy_inner(
+    s: &AttestState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, AttestError> {
+    check_admin(s, headers)?;
+    // As in `put_policy_inner`: signers read-locked until the policy is in place.
+    let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
+    let req = policy_jws::decode_reset(body, &signers)?;
+    let doc = (*s.default_policy).clone();
+    // MAA's PolicyResult for a reset: no `x-ms-policy-token-hash` (Azure's SDK tests expect
+    // none), the signer when signed.
+    let mut claims = json!({ "x-ms-policy-result": "Removed" });
+    if let Some(cert) = &req.signer_certificate {
+        claims["x-ms-policy-signer"] = policy_jws::certificate_jwk(cert);
+    }
+    let result = json!({
+        "token": sign_claims(s, claims)?,
+        "x-ms-policy-hash": doc.hash,
+        "x-ms-policy-result": "Removed",
+        "x-ms-policy-token-hash": policy_jws::token_hash(&req.jws),
+        "x-confcom-policy-form": doc.form_name(),
+        "x-confcom-policy-signer": doc.signer,
+        "x-confcom-policy-language": doc.policy.language(),
+    });
+    let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
+    tracing::info!(hash = %doc.hash, signer = ?req.signer, "attestation policy reset to the start-up policy");
     *g = doc;
     drop(g);
     drop(signers);
@@ -830,7 +924,12 @@ async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Respons
 
 /// Signs the body of a policy management certificates response as MAA does: the claims plus
 /// `iss`, `iat`, `nbf`, `exp`, with the token key, returned as `{"token": "<JWT>"}`.
-fn certificates_token(s: &AttestState, mut claims: Value) -> Result<Response, AttestError> {
+fn certificates_token(s: &AttestState, claims: Value) -> Result<Response, AttestError> {
+    Ok(token_response(&sign_claims(s, claims)?))
+}
+
+/// `claims` plus `iss`, `iat`, `nbf`, `exp`, signed with the token key (`jku`: `/certs`).
+fn sign_claims(s: &AttestState, mut claims: Value) -> Result<String, AttestError> {
     let now = s.clock.now();
     let ttl = i64::try_from(s.config.token_ttl.as_secs()).unwrap_or(i64::MAX);
     claims["iss"] = json!(s.config.issuer);
@@ -838,11 +937,10 @@ fn certificates_token(s: &AttestState, mut claims: Value) -> Result<Response, At
     claims["nbf"] = json!(now);
     claims["exp"] = json!(now.saturating_add(ttl));
     let jku = format!("{}/certs", s.config.issuer.trim_end_matches('/'));
-    let token = s.keys.sign(&claims, Some(&jku)).map_err(|e| {
+    s.keys.sign(&claims, Some(&jku)).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         AttestError::Internal
-    })?;
-    Ok(token_response(&token))
+    })
 }
 
 /// `GET /certificates`: the current policy signer certificates, as MAA's

@@ -197,6 +197,43 @@ pub struct DecodedPolicy {
     pub form: Form,
     /// Hex SHA-256 of the signing certificate (DER), for signed policies.
     pub signer: Option<String>,
+    /// DER of the signing certificate, for signed policies.
+    pub signer_certificate: Option<Vec<u8>>,
+    /// The compact JWS as sent (without JSON string quotes or surrounding white space), for
+    /// the JWS forms: what MAA's `x-ms-policy-token-hash` hashes.
+    pub jws: Option<String>,
+}
+
+impl DecodedPolicy {
+    /// MAA's `x-ms-policy-token-hash`: BASE64URL(SHA256(the compact JWS as sent)), as Azure's
+    /// SDKs compute it over the token they serialize; for the plain form (an extension), over
+    /// the text itself.
+    #[must_use]
+    pub fn token_hash(&self) -> String {
+        token_hash(self.jws.as_deref().unwrap_or(&self.text))
+    }
+}
+
+/// BASE64URL(SHA256(UTF8(`jws`))).
+#[must_use]
+pub fn token_hash(jws: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        jws.as_bytes(),
+    ))
+}
+
+/// A verified `POST /policies/{type}:reset` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetRequest {
+    /// Unsigned or signed.
+    pub form: Form,
+    /// Hex SHA-256 of the signing certificate (DER), when signed.
+    pub signer: Option<String>,
+    /// DER of the signing certificate, when signed.
+    pub signer_certificate: Option<Vec<u8>>,
+    /// The compact JWS as sent.
+    pub jws: String,
 }
 
 /// Whether `text` has the shape of a compact JWS (three base64url segments), optionally as a
@@ -230,19 +267,66 @@ pub fn decode(body: &[u8], signers: &PolicySigners) -> Result<DecodedPolicy, Err
             text: text.to_owned(),
             form: Form::Plain,
             signer: None,
+            signer_certificate: None,
+            jws: None,
         });
     };
     decode_jws(jws, signers)
 }
 
-fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
+/// Unwraps and checks a `POST /policies/SgxEnclave:reset` body: MAA's JWS with an empty
+/// policy document (an empty payload, or `null` or `{}` JSON), as a bare compact JWS or a JSON
+/// string, unsigned or signed under the same rules as a policy (see the module docs).
+pub fn decode_reset(body: &[u8], signers: &PolicySigners) -> Result<ResetRequest, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
+    let jws = compact(text).ok_or(Error::Malformed(
+        "a policy reset request is a compact JWS (header.payload.signature)",
+    ))?;
     let Jws { header, h, p, sig } = Jws::split(jws)?;
     let alg = header
         .get("alg")
         .and_then(Value::as_str)
         .ok_or(Error::Malformed("header has no alg"))?;
-    let text = policy_text(p)?;
-    let (form, signer) = match alg {
+    let (form, signer) = jws_signer(alg, &header, h, p, sig, signers)?;
+    if !p.is_empty() {
+        let payload = URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let empty = match payload {
+            Some(Value::Null) => true,
+            Some(Value::Object(m)) => m.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            return Err(Error::Malformed(
+                "a policy reset JWS has an empty payload (no policy document)",
+            ));
+        }
+    }
+    let (signer, signer_certificate) = signer.unzip();
+    Ok(ResetRequest {
+        form,
+        signer,
+        signer_certificate,
+        jws: jws.to_owned(),
+    })
+}
+
+/// A JWS signer: the hex SHA-256 and the DER of its certificate.
+type JwsSigner = (String, Vec<u8>);
+
+/// The form and the signer (hex SHA-256 and DER of its certificate) of a policy or reset JWS
+/// with `alg`, checked against `signers` (see the module docs).
+fn jws_signer(
+    alg: &str,
+    header: &serde_json::Map<String, Value>,
+    h: &str,
+    p: &str,
+    sig: &str,
+    signers: &PolicySigners,
+) -> Result<(Form, Option<JwsSigner>), Error> {
+    match alg {
         "none" => {
             if !sig.is_empty() {
                 return Err(Error::Malformed(
@@ -252,15 +336,32 @@ fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error
             if !signers.is_empty() {
                 return Err(Error::SignatureRequired);
             }
-            (Form::Unsigned, None)
+            Ok((Form::Unsigned, None))
         }
         other => {
             let alg = signing_alg(other)?;
-            let thumbprint = check_signed(alg, &header, h, p, sig, signers, !signers.is_empty())?;
-            (Form::Signed, Some(thumbprint))
+            let signer = check_signed(alg, header, h, p, sig, signers, !signers.is_empty())?;
+            Ok((Form::Signed, Some(signer)))
         }
-    };
-    Ok(DecodedPolicy { text, form, signer })
+    }
+}
+
+fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
+    let Jws { header, h, p, sig } = Jws::split(jws)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(Error::Malformed("header has no alg"))?;
+    let text = policy_text(p)?;
+    let (form, signer) = jws_signer(alg, &header, h, p, sig, signers)?;
+    let (signer, signer_certificate) = signer.unzip();
+    Ok(DecodedPolicy {
+        text,
+        form,
+        signer,
+        signer_certificate,
+        jws: Some(jws.to_owned()),
+    })
 }
 
 /// The signature algorithm of a JWS `alg`: RS256 or ES256, and the names Azure's .NET and
@@ -276,7 +377,7 @@ fn signing_alg(alg: &str) -> Result<Algorithm, Error> {
 
 /// Checks a signed JWS (RS256 or ES256): its `x5c` leaf must be one of `signers` when
 /// `require_member`, and the signature must verify with that leaf. Returns the leaf's hex
-/// SHA-256.
+/// SHA-256 and its DER.
 fn check_signed(
     alg: Algorithm,
     header: &serde_json::Map<String, Value>,
@@ -285,14 +386,14 @@ fn check_signed(
     sig: &str,
     signers: &PolicySigners,
     require_member: bool,
-) -> Result<String, Error> {
+) -> Result<JwsSigner, Error> {
     let leaf = x5c_leaf(header)?;
     let thumbprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf));
     if require_member && !signers.contains(&leaf) {
         return Err(Error::UntrustedSigner { thumbprint });
     }
     verify_signature(h, p, sig, &leaf, alg)?;
-    Ok(thumbprint)
+    Ok((thumbprint, leaf))
 }
 
 /// A verified `POST /certificates:add|remove` request.
@@ -325,7 +426,7 @@ pub fn decode_certificate_request(
         .ok_or(Error::Malformed("header has no alg"))?;
     let signer = match alg {
         "none" => return Err(Error::SignatureRequired),
-        other => check_signed(signing_alg(other)?, &header, h, p, sig, signers, true)?,
+        other => check_signed(signing_alg(other)?, &header, h, p, sig, signers, true)?.0,
     };
     let payload = json_object(p, "payload is not base64url JSON")?;
     let jwk = payload

@@ -1,0 +1,317 @@
+//! MAA's response shapes of the policy API (`PUT|GET /policies/SgxEnclave`,
+//! `POST /policies/SgxEnclave:reset`): a `token` (ES256, verified against `/certs`) whose
+//! claims are MAA's `PolicyResult`, next to confcom's own fields.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use attestation::Clock;
+use attestation::attest::{self, AttestState};
+use attestation::client::CollateralSource;
+use attestation::policy_jws::PolicySigners;
+use attestation::token::KeyRing;
+use attestation::verify::DcapVerifier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http_body_util::BodyExt;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+mod common;
+use common::Signer;
+
+const ADMIN: &str = "s3cret";
+const ISSUER: &str = "https://attest.test";
+/// The `--policy` text every app starts with.
+const STARTUP: &str = "min_svn: 1\n";
+
+fn app(signers: &[&Signer]) -> axum::Router {
+    let mut policy_signers = PolicySigners::none();
+    for s in signers {
+        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
+    }
+    attest::router(
+        AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            CollateralSource::from_bundles(Vec::new()),
+            KeyRing::ephemeral().unwrap(),
+            STARTUP,
+            attest::Config {
+                issuer: ISSUER.into(),
+                admin_token: Some(ADMIN.into()),
+                policy_signers,
+                ..attest::Config::default()
+            },
+            Clock::system(),
+        )
+        .unwrap(),
+    )
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let s = r.status();
+    let b = r.into_body().collect().await.unwrap().to_bytes();
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::put("/policies/SgxEnclave?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn get_policy(app: &axum::Router) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::get("/policies/SgxEnclave?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+async fn reset(app: &axum::Router, token: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::post("/policies/SgxEnclave:reset?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "text/plain")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer, expiry) and
+/// returns its claims.
+async fn claims(app: &axum::Router, response: &Value) -> Value {
+    let token = response["token"].as_str().expect("a token response");
+    let (s, jwks) = call(app, Request::get("/certs").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iss", "nbf"]);
+    let c = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    assert!(c["iat"].is_i64(), "{c}");
+    c
+}
+
+/// An unsigned (`alg: none`) compact JWS of `payload` (MAA's unsecured form).
+fn unsigned(payload: &Value) -> String {
+    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    let p = URL_SAFE_NO_PAD.encode(payload.to_string());
+    format!("{h}.{p}.")
+}
+
+/// MAA's unsigned reset body: a JWS with an empty payload.
+fn unsigned_reset() -> String {
+    format!("{}..", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#))
+}
+
+/// BASE64URL(SHA256(s)).
+fn sha256_b64url(s: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        s.as_bytes(),
+    ))
+}
+
+/// The policy text in an `x-ms-policy` JWS (a `StoredAttestationPolicy` payload).
+fn stored_policy_text(jws: &str) -> String {
+    let payload = jws.split('.').nth(1).unwrap();
+    let stored: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let text = stored["AttestationPolicy"].as_str().unwrap();
+    String::from_utf8(URL_SAFE_NO_PAD.decode(text).unwrap()).unwrap()
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn put_unsigned_jws_as_json_string_hashes_the_jws() {
+    let app = app(&[]);
+    let jws = unsigned(&common::policy_payload("min_svn: 2"));
+    // As a JSON string with a trailing newline: the hash covers the JWS only.
+    let (s, v) = put_policy(&app, &format!("\"{jws}\"\n")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-policy-result"], "Updated");
+    assert_eq!(c["x-ms-policy-token-hash"], sha256_b64url(&jws));
+    assert!(c.get("x-ms-policy-signer").is_none(), "{c}");
+    // The existing fields stay, the token hash fixed alike.
+    assert_eq!(v["x-ms-policy-token-hash"], sha256_b64url(&jws));
+    assert_eq!(v["x-ms-policy-result"], "Updated");
+    assert_eq!(v["x-confcom-policy-form"], "unsigned-jws");
+    assert!(v["x-ms-policy-hash"].is_string());
+}
+
+#[tokio::test]
+async fn put_signed_jws_names_the_signer() {
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        let signer = Signer::generate(alg);
+        let app = app(&[&signer]);
+        let jws = signer.policy("min_svn: 3");
+        let (s, v) = put_policy(&app, &jws).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let c = claims(&app, &v).await;
+        assert_eq!(c["x-ms-policy-result"], "Updated");
+        assert_eq!(c["x-ms-policy-token-hash"], sha256_b64url(&jws));
+        let jwk = &c["x-ms-policy-signer"];
+        assert_eq!(jwk["x5c"][0], STANDARD.encode(&signer.cert_der), "{jwk}");
+        assert_eq!(
+            jwk["kty"],
+            if alg == Algorithm::RS256 { "RSA" } else { "EC" }
+        );
+        assert_eq!(v["x-confcom-policy-form"], "signed-jws");
+    }
+}
+
+#[tokio::test]
+async fn put_plain_hashes_the_text() {
+    let app = app(&[]);
+    let text = "min_svn: 4\n";
+    let (s, v) = put_policy(&app, text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-policy-result"], "Updated");
+    assert_eq!(c["x-ms-policy-token-hash"], sha256_b64url(text));
+    assert_eq!(v["x-ms-policy-token-hash"], sha256_b64url(text));
+    assert!(c.get("x-ms-policy-signer").is_none(), "{c}");
+}
+
+#[tokio::test]
+async fn get_carries_the_stored_policy() {
+    let app = app(&[]);
+    let (s, v) = get_policy(&app).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(
+        stored_policy_text(c["x-ms-policy"].as_str().unwrap()),
+        STARTUP
+    );
+    assert_eq!(v["policy"], STARTUP);
+
+    let (s, _) = put_policy(&app, "min_svn: 5\n").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = get_policy(&app).await;
+    let c = claims(&app, &v).await;
+    assert_eq!(
+        stored_policy_text(c["x-ms-policy"].as_str().unwrap()),
+        "min_svn: 5\n"
+    );
+    assert!(c.get("x-ms-policy-signer").is_none(), "{c}");
+}
+
+#[tokio::test]
+async fn get_after_signed_put_shows_the_jws_and_signer() {
+    let signer = Signer::generate(Algorithm::ES256);
+    let app = app(&[&signer]);
+    let jws = signer.policy("min_svn: 6");
+    let (s, v) = put_policy(&app, &jws).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = get_policy(&app).await;
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-policy"], jws.as_str());
+    assert_eq!(stored_policy_text(&jws), "min_svn: 6");
+    assert_eq!(
+        c["x-ms-policy-signer"]["x5c"][0],
+        STANDARD.encode(&signer.cert_der)
+    );
+}
+
+#[tokio::test]
+async fn reset_restores_the_startup_policy() {
+    let app = app(&[]);
+    let (s, _) = put_policy(&app, "min_svn: 7\n").await;
+    assert_eq!(s, StatusCode::OK);
+    let startup_hash = {
+        let (_, v) = put_policy(&app, STARTUP).await;
+        v["x-ms-policy-hash"].clone()
+    };
+    let (s, _) = put_policy(&app, "min_svn: 7\n").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Without (or with a wrong) admin token: refused, the policy unchanged.
+    let (s, v) = reset(&app, "wrong", &unsigned_reset()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(get_policy(&app).await.1["policy"], "min_svn: 7\n");
+
+    // A reset body carrying a policy document: refused.
+    let with_policy = unsigned(&common::policy_payload("min_svn: 8"));
+    let (s, v) = reset(&app, ADMIN, &with_policy).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_code(&v), "MalformedPolicyJws");
+
+    // As a JSON string, as Azure's SDKs send it.
+    let body = unsigned_reset();
+    let (s, v) = reset(&app, ADMIN, &format!("\"{body}\"")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-policy-result"], "Removed");
+    assert!(c.get("x-ms-policy-token-hash").is_none(), "{c}");
+    assert!(c.get("x-ms-policy-signer").is_none(), "{c}");
+    assert_eq!(v["x-ms-policy-result"], "Removed");
+    assert_eq!(v["x-ms-policy-token-hash"], sha256_b64url(&body));
+    assert_eq!(v["x-ms-policy-hash"], startup_hash);
+
+    let (_, v) = get_policy(&app).await;
+    assert_eq!(v["policy"], STARTUP);
+    assert_eq!(v["x-ms-policy-hash"], startup_hash);
+    let c = claims(&app, &v).await;
+    assert_eq!(
+        stored_policy_text(c["x-ms-policy"].as_str().unwrap()),
+        STARTUP
+    );
+}
+
+#[tokio::test]
+async fn isolated_reset_needs_a_current_signer() {
+    let signer = Signer::generate(Algorithm::ES256);
+    let stranger = Signer::generate(Algorithm::ES256);
+    let app = app(&[&signer]);
+    let (s, _) = put_policy(&app, &signer.policy("min_svn: 9")).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, v) = reset(&app, ADMIN, &unsigned_reset()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(error_code(&v), "PolicySignatureRequired");
+    let (s, v) = reset(&app, ADMIN, &stranger.sign(&Value::Null)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(error_code(&v), "PolicySignerNotTrusted");
+    // A current signer's body, but without the admin token.
+    let body = signer.sign(&json!({}));
+    let (s, _) = reset(&app, "wrong", &body).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_policy(&app).await.1["policy"], "min_svn: 9");
+
+    let (s, v) = reset(&app, ADMIN, &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = claims(&app, &v).await;
+    assert_eq!(c["x-ms-policy-result"], "Removed");
+    assert_eq!(
+        c["x-ms-policy-signer"]["x5c"][0],
+        STANDARD.encode(&signer.cert_der)
+    );
+    let (_, v) = get_policy(&app).await;
+    assert_eq!(v["policy"], STARTUP);
+    assert_eq!(v["x-confcom-policy-form"], "plain");
+}
