@@ -896,7 +896,6 @@ fn reset_policy_inner(
         "token": sign_claims(s, claims)?,
         "x-ms-policy-hash": doc.hash,
         "x-ms-policy-result": "Removed",
-        "x-ms-policy-token-hash": policy_jws::token_hash(&req.jws),
         "x-confcom-policy-form": doc.form_name(),
         "x-confcom-policy-signer": doc.signer,
         "x-confcom-policy-language": doc.policy.language(),
