@@ -838,29 +838,51 @@ fn put_policy_inner(
     let decoded = policy_jws::decode(body, &signers)?;
     let token_hash = decoded.token_hash();
     let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
-    // MAA's PolicyResult, signed.
-    let mut claims = json!({
-        "x-ms-policy-result": "Updated",
-        "x-ms-policy-token-hash": token_hash,
-    });
-    if let Some(cert) = &doc.signer_certificate {
+    let request_signer = doc.signer_certificate.clone();
+    let result = install_policy(
+        s,
+        doc,
+        "Updated",
+        Some(token_hash),
+        request_signer.as_deref(),
+    )?;
+    drop(signers);
+    Ok(result)
+}
+
+/// Puts `doc` in force and answers with MAA's `PolicyResult` (`result`, the token hash if
+/// any, the signer of the request if signed) in a signed token, next to confcom's fields about
+/// the policy now in force. The caller holds the signer set read-locked (lock order: signers,
+/// then policy).
+fn install_policy(
+    s: &AttestState,
+    doc: PolicyDoc,
+    result: &'static str,
+    token_hash: Option<String>,
+    request_signer: Option<&[u8]>,
+) -> Result<Value, AttestError> {
+    let mut claims = json!({ "x-ms-policy-result": result });
+    if let Some(h) = &token_hash {
+        claims["x-ms-policy-token-hash"] = json!(h);
+    }
+    if let Some(cert) = request_signer {
         claims["x-ms-policy-signer"] = policy_jws::certificate_jwk(cert);
     }
-    let result = json!({
+    let mut answer = json!({
         "token": sign_claims(s, claims)?,
         "x-ms-policy-hash": doc.hash,
-        "x-ms-policy-result": "Updated",
-        "x-ms-policy-token-hash": token_hash,
+        "x-ms-policy-result": result,
         "x-confcom-policy-form": doc.form_name(),
         "x-confcom-policy-signer": doc.signer,
         "x-confcom-policy-language": doc.policy.language(),
     });
+    if let Some(h) = token_hash {
+        answer["x-ms-policy-token-hash"] = json!(h);
+    }
     let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
-    tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, "attestation policy replaced");
+    tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, result, "attestation policy replaced");
     *g = doc;
-    drop(g);
-    drop(signers);
-    Ok(result)
+    Ok(answer)
 }
 
 /// `POST /policies/SgxEnclave:reset`: MAA's JWS with an empty policy document, unsigned or
@@ -885,25 +907,16 @@ fn reset_policy_inner(
     // As in `put_policy_inner`: signers read-locked until the policy is in place.
     let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
     let req = policy_jws::decode_reset(body, &signers)?;
-    let doc = (*s.default_policy).clone();
-    // MAA's PolicyResult for a reset: no `x-ms-policy-token-hash` (Azure's SDK tests expect
-    // none), the signer when signed.
-    let mut claims = json!({ "x-ms-policy-result": "Removed" });
-    if let Some(cert) = &req.signer_certificate {
-        claims["x-ms-policy-signer"] = policy_jws::certificate_jwk(cert);
-    }
-    let result = json!({
-        "token": sign_claims(s, claims)?,
-        "x-ms-policy-hash": doc.hash,
-        "x-ms-policy-result": "Removed",
-        "x-confcom-policy-form": doc.form_name(),
-        "x-confcom-policy-signer": doc.signer,
-        "x-confcom-policy-language": doc.policy.language(),
-    });
-    let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
-    tracing::info!(hash = %doc.hash, signer = ?req.signer, "attestation policy reset to the start-up policy");
-    *g = doc;
-    drop(g);
+    tracing::info!(signer = ?req.signer, "attestation policy reset to the start-up policy");
+    // MAA's PolicyResult for a reset carries no `x-ms-policy-token-hash` (Azure's SDK tests
+    // expect none).
+    let result = install_policy(
+        s,
+        (*s.default_policy).clone(),
+        "Removed",
+        None,
+        req.signer_certificate.as_deref(),
+    )?;
     drop(signers);
     Ok(result)
 }

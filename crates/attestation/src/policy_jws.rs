@@ -278,16 +278,13 @@ pub fn decode(body: &[u8], signers: &PolicySigners) -> Result<DecodedPolicy, Err
 /// policy document (an empty payload, or `null` or `{}` JSON), as a bare compact JWS or a JSON
 /// string, unsigned or signed under the same rules as a policy (see the module docs).
 pub fn decode_reset(body: &[u8], signers: &PolicySigners) -> Result<ResetRequest, Error> {
-    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
-    let jws = compact(text).ok_or(Error::Malformed(
+    let jws = request_jws(
+        body,
         "a policy reset request is a compact JWS (header.payload.signature)",
-    ))?;
-    let Jws { header, h, p, sig } = Jws::split(jws)?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(Error::Malformed("header has no alg"))?;
-    let (form, signer) = jws_signer(alg, &header, h, p, sig, signers)?;
+    )?;
+    let parts = Jws::split(jws)?;
+    let (form, signer) = parts.signer(signers)?;
+    let p = parts.p;
     if !p.is_empty() {
         let payload = URL_SAFE_NO_PAD
             .decode(p)
@@ -316,44 +313,10 @@ pub fn decode_reset(body: &[u8], signers: &PolicySigners) -> Result<ResetRequest
 /// A JWS signer: the hex SHA-256 and the DER of its certificate.
 type JwsSigner = (String, Vec<u8>);
 
-/// The form and the signer (hex SHA-256 and DER of its certificate) of a policy or reset JWS
-/// with `alg`, checked against `signers` (see the module docs).
-fn jws_signer(
-    alg: &str,
-    header: &serde_json::Map<String, Value>,
-    h: &str,
-    p: &str,
-    sig: &str,
-    signers: &PolicySigners,
-) -> Result<(Form, Option<JwsSigner>), Error> {
-    match alg {
-        "none" => {
-            if !sig.is_empty() {
-                return Err(Error::Malformed(
-                    "an unsigned (alg none) JWS has an empty signature",
-                ));
-            }
-            if !signers.is_empty() {
-                return Err(Error::SignatureRequired);
-            }
-            Ok((Form::Unsigned, None))
-        }
-        other => {
-            let alg = signing_alg(other)?;
-            let signer = check_signed(alg, header, h, p, sig, signers, !signers.is_empty())?;
-            Ok((Form::Signed, Some(signer)))
-        }
-    }
-}
-
 fn decode_jws(jws: &str, signers: &PolicySigners) -> Result<DecodedPolicy, Error> {
-    let Jws { header, h, p, sig } = Jws::split(jws)?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(Error::Malformed("header has no alg"))?;
-    let text = policy_text(p)?;
-    let (form, signer) = jws_signer(alg, &header, h, p, sig, signers)?;
+    let parts = Jws::split(jws)?;
+    let text = policy_text(parts.p)?;
+    let (form, signer) = parts.signer(signers)?;
     let (signer, signer_certificate) = signer.unzip();
     Ok(DecodedPolicy {
         text,
@@ -415,16 +378,17 @@ pub fn decode_certificate_request(
     body: &[u8],
     signers: &PolicySigners,
 ) -> Result<CertificateRequest, Error> {
-    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
-    let jws = compact(text).ok_or(Error::Malformed(
+    let Jws {
+        header,
+        alg,
+        h,
+        p,
+        sig,
+    } = Jws::split(request_jws(
+        body,
         "a policy certificate request is a compact JWS (header.payload.signature)",
-    ))?;
-    let Jws { header, h, p, sig } = Jws::split(jws)?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(Error::Malformed("header has no alg"))?;
-    let signer = match alg {
+    )?)?;
+    let signer = match alg.as_str() {
         "none" => return Err(Error::SignatureRequired),
         other => check_signed(signing_alg(other)?, &header, h, p, sig, signers, true)?.0,
     };
@@ -506,6 +470,8 @@ pub fn check_signer_key(der_cert: &[u8]) -> Result<(), Error> {
 /// The parts of a compact JWS, its header decoded.
 struct Jws<'a> {
     header: serde_json::Map<String, Value>,
+    /// The header's `alg`.
+    alg: String,
     h: &'a str,
     p: &'a str,
     sig: &'a str,
@@ -525,8 +491,56 @@ impl<'a> Jws<'a> {
                 "critical header parameters are not supported",
             ));
         }
-        Ok(Self { header, h, p, sig })
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(Error::Malformed("header has no alg"))?
+            .to_owned();
+        Ok(Self {
+            header,
+            alg,
+            h,
+            p,
+            sig,
+        })
     }
+
+    /// The form and the signer (hex SHA-256 and DER of its certificate) of a policy or reset
+    /// JWS, checked against `signers` (see the module docs).
+    fn signer(&self, signers: &PolicySigners) -> Result<(Form, Option<JwsSigner>), Error> {
+        match self.alg.as_str() {
+            "none" => {
+                if !self.sig.is_empty() {
+                    return Err(Error::Malformed(
+                        "an unsigned (alg none) JWS has an empty signature",
+                    ));
+                }
+                if !signers.is_empty() {
+                    return Err(Error::SignatureRequired);
+                }
+                Ok((Form::Unsigned, None))
+            }
+            other => {
+                let alg = signing_alg(other)?;
+                let signer = check_signed(
+                    alg,
+                    &self.header,
+                    self.h,
+                    self.p,
+                    self.sig,
+                    signers,
+                    !signers.is_empty(),
+                )?;
+                Ok((Form::Signed, Some(signer)))
+            }
+        }
+    }
+}
+
+/// The compact JWS of a request body that must be one (bare, or as a JSON string).
+fn request_jws<'a>(body: &'a [u8], not_jws: &'static str) -> Result<&'a str, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::NotUtf8)?;
+    compact(text).ok_or(Error::Malformed(not_jws))
 }
 
 fn json_object(segment: &str, what: &'static str) -> Result<serde_json::Map<String, Value>, Error> {
