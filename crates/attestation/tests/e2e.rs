@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 mod common;
-use common::{Signer, policy_payload};
+use common::{Signer, error_code, policy_payload};
 
 /// Set A (INDEX.md): a time inside the collateral's window.
 const T_A: i64 = 1_751_624_924;
@@ -1172,10 +1172,6 @@ async fn get_policy(app: &axum::Router) -> Value {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap()
-}
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]

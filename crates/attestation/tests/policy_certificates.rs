@@ -4,28 +4,16 @@
 //! verified with `jsonwebtoken` against `/certs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::sync::Arc;
-
-use attestation::Clock;
-use attestation::attest::{self, AttestState};
-use attestation::client::CollateralSource;
 use attestation::policy_jws::PolicySigners;
-use attestation::token::KeyRing;
-use attestation::verify::DcapVerifier;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 mod common;
-use common::Signer;
-
-const ADMIN: &str = "s3cret";
-const ISSUER: &str = "https://attest.test";
+use common::{ADMIN, Signer, call, error_code, policy_app, put_policy, signer_set, verified_token};
 
 /// What these tests need beyond the shared signer.
 trait SignerExt {
@@ -60,37 +48,7 @@ fn cert_payload(der: &[u8]) -> Value {
 }
 
 fn app(signers: &[&Signer]) -> axum::Router {
-    let mut policy_signers = PolicySigners::none();
-    for s in signers {
-        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
-    }
-    app_with(policy_signers)
-}
-
-fn app_with(policy_signers: PolicySigners) -> axum::Router {
-    attest::router(
-        AttestState::new(
-            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
-            CollateralSource::from_bundles(Vec::new()),
-            KeyRing::ephemeral().unwrap(),
-            "",
-            attest::Config {
-                issuer: ISSUER.into(),
-                admin_token: Some(ADMIN.into()),
-                policy_signers,
-                ..attest::Config::default()
-            },
-            Clock::system(),
-        )
-        .unwrap(),
-    )
-}
-
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
-    let r = app.clone().oneshot(req).await.unwrap();
-    let s = r.status();
-    let b = r.into_body().collect().await.unwrap().to_bytes();
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    policy_app("", signer_set(signers))
 }
 
 async fn post(app: &axum::Router, path: &str, token: &str, body: &str) -> (StatusCode, Value) {
@@ -113,17 +71,6 @@ async fn remove(app: &axum::Router, body: &str) -> (StatusCode, Value) {
     post(app, "/certificates:remove", ADMIN, body).await
 }
 
-async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
-    call(
-        app,
-        Request::put("/policies/SgxEnclave?api-version=2022-08-01")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::from(body.to_owned()))
-            .unwrap(),
-    )
-    .await
-}
-
 async fn get_certificates(app: &axum::Router, token: &str) -> (StatusCode, Value) {
     call(
         app,
@@ -135,25 +82,12 @@ async fn get_certificates(app: &axum::Router, token: &str) -> (StatusCode, Value
     .await
 }
 
-/// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer, expiry) and
-/// returns its claims.
+/// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer, expiry,
+/// `jku`) and returns its claims.
 async fn claims(app: &axum::Router, response: &Value) -> Value {
-    let token = response["token"].as_str().expect("a token response");
-    let (s, jwks) = call(app, Request::get("/certs").body(Body::empty()).unwrap()).await;
-    assert_eq!(s, StatusCode::OK);
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.alg, Algorithm::ES256);
+    let (header, claims) = verified_token(app, response).await;
     assert_eq!(header.jku.as_deref(), Some("https://attest.test/certs"));
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[ISSUER]);
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp", "iss", "nbf"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap()
-        .claims
+    claims
 }
 
 /// The certificates (DER) of a verified `GET /certificates` response.
@@ -167,10 +101,6 @@ async fn listed(app: &axum::Router) -> Vec<Vec<u8>> {
         .iter()
         .map(|k| STANDARD.decode(k["x5c"][0].as_str().unwrap()).unwrap())
         .collect()
-}
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -473,7 +403,7 @@ async fn azure_sdk_header_forms_are_accepted() {
     let mut policy_signers = PolicySigners::none();
     policy_signers.add_pem(cert.pem().as_bytes()).unwrap();
     let other = Signer::generate(Algorithm::ES256);
-    let app = app_with(policy_signers);
+    let app = policy_app("", policy_signers);
     // A policy and a signer change, each as a JSON string (how the SDKs send the body).
     let policy = json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode("min_svn: 1") });
     let body = Value::String(sdk_style_jws(&key, cert.der(), &policy)).to_string();

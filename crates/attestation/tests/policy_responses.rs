@@ -3,70 +3,21 @@
 //! claims are MAA's `PolicyResult`, next to confcom's own fields.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::sync::Arc;
-
-use attestation::Clock;
-use attestation::attest::{self, AttestState};
-use attestation::client::CollateralSource;
-use attestation::policy_jws::PolicySigners;
-use attestation::token::KeyRing;
-use attestation::verify::DcapVerifier;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 mod common;
-use common::Signer;
+use common::{ADMIN, Signer, call, error_code, policy_app, put_policy, signer_set, verified_token};
 
-const ADMIN: &str = "s3cret";
-const ISSUER: &str = "https://attest.test";
 /// The `--policy` text every app starts with.
 const STARTUP: &str = "min_svn: 1\n";
 
 fn app(signers: &[&Signer]) -> axum::Router {
-    let mut policy_signers = PolicySigners::none();
-    for s in signers {
-        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
-    }
-    attest::router(
-        AttestState::new(
-            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
-            CollateralSource::from_bundles(Vec::new()),
-            KeyRing::ephemeral().unwrap(),
-            STARTUP,
-            attest::Config {
-                issuer: ISSUER.into(),
-                admin_token: Some(ADMIN.into()),
-                policy_signers,
-                ..attest::Config::default()
-            },
-            Clock::system(),
-        )
-        .unwrap(),
-    )
-}
-
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
-    let r = app.clone().oneshot(req).await.unwrap();
-    let s = r.status();
-    let b = r.into_body().collect().await.unwrap().to_bytes();
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
-}
-
-async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
-    call(
-        app,
-        Request::put("/policies/SgxEnclave?api-version=2022-08-01")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::from(body.to_owned()))
-            .unwrap(),
-    )
-    .await
+    policy_app(STARTUP, signer_set(signers))
 }
 
 async fn get_policy(app: &axum::Router) -> (StatusCode, Value) {
@@ -95,21 +46,7 @@ async fn reset(app: &axum::Router, token: &str, body: &str) -> (StatusCode, Valu
 /// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer, expiry) and
 /// returns its claims.
 async fn claims(app: &axum::Router, response: &Value) -> Value {
-    let token = response["token"].as_str().expect("a token response");
-    let (s, jwks) = call(app, Request::get("/certs").body(Body::empty()).unwrap()).await;
-    assert_eq!(s, StatusCode::OK);
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.alg, Algorithm::ES256);
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[ISSUER]);
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp", "iss", "nbf"]);
-    let c = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap()
-        .claims;
+    let (_, c) = verified_token(app, response).await;
     assert!(c["iat"].is_i64(), "{c}");
     c
 }
@@ -140,10 +77,6 @@ fn stored_policy_text(jws: &str) -> String {
     let stored: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     let text = stored["AttestationPolicy"].as_str().unwrap();
     String::from_utf8(URL_SAFE_NO_PAD.decode(text).unwrap()).unwrap()
-}
-
-fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]

@@ -1,10 +1,104 @@
-//! Helpers shared by the attestation integration tests: policy signer keys and certificates.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Helpers shared by the attestation integration tests: policy signer keys and certificates,
+//! and a policy-management router with its requests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
+use attestation::Clock;
+use attestation::attest::{self, AttestState};
+use attestation::client::CollateralSource;
+use attestation::policy_jws::PolicySigners;
+use attestation::token::KeyRing;
+use attestation::verify::DcapVerifier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The admin token of [`policy_app`].
+pub const ADMIN: &str = "s3cret";
+/// The issuer of [`policy_app`].
+pub const ISSUER: &str = "https://attest.test";
+
+/// The signer set holding `signers`' certificates.
+pub fn signer_set(signers: &[&Signer]) -> PolicySigners {
+    let mut set = PolicySigners::none();
+    for s in signers {
+        set.add_pem(s.cert_pem.as_bytes()).unwrap();
+    }
+    set
+}
+
+/// An attestation router for policy management: no collateral, `startup_policy`, admin token
+/// [`ADMIN`], issuer [`ISSUER`], and `policy_signers`.
+pub fn policy_app(startup_policy: &str, policy_signers: PolicySigners) -> axum::Router {
+    attest::router(
+        AttestState::new(
+            Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
+            CollateralSource::from_bundles(Vec::new()),
+            KeyRing::ephemeral().unwrap(),
+            startup_policy,
+            attest::Config {
+                issuer: ISSUER.into(),
+                admin_token: Some(ADMIN.into()),
+                policy_signers,
+                ..attest::Config::default()
+            },
+            Clock::system(),
+        )
+        .unwrap(),
+    )
+}
+
+/// Sends `req`; the status and the JSON body (`null` if not JSON).
+pub async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let s = r.status();
+    let b = r.into_body().collect().await.unwrap().to_bytes();
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+/// `PUT /policies/SgxEnclave` with the admin token.
+pub async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::put("/policies/SgxEnclave?api-version=2022-08-01")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Verifies a `{"token": …}` response with the server's `/certs` (ES256, issuer [`ISSUER`],
+/// expiry); its header and claims.
+pub async fn verified_token(app: &axum::Router, response: &Value) -> (jsonwebtoken::Header, Value) {
+    let token = response["token"].as_str().expect("a token response");
+    let (s, jwks) = call(app, Request::get("/certs").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iss", "nbf"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    (header, claims)
+}
+
+/// The `error.code` of a JSON error body.
+pub fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
 
 /// `{"AttestationPolicy": "<base64url of the policy text>"}`: MAA's policy JWS payload.
 pub fn policy_payload(text: &str) -> Value {
