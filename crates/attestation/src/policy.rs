@@ -141,11 +141,7 @@ impl AnyPolicy {
         match self {
             Self::Declarative(p) => p.evaluate(claims),
             Self::Maa(p) => {
-                let mut incoming = claims.as_object().cloned().unwrap_or_default();
-                for client_side in ["nonce", "x-ms-runtime", "x-ms-inittime"] {
-                    incoming.remove(client_side);
-                }
-                let outcome = p.evaluate(&incoming).map_err(|e| Deny {
+                let to_deny = |e: crate::maa_policy::MaaDeny| Deny {
                     rule: match &e {
                         crate::maa_policy::MaaDeny::Denied { index, .. } => {
                             format!("authorizationrules[{index}]")
@@ -153,17 +149,31 @@ impl AnyPolicy {
                         _ => "authorizationrules".into(),
                     },
                     reason: e.to_string(),
-                })?;
-                if let Some(obj) = claims.as_object_mut() {
-                    if !outcome.claims.is_empty() {
-                        obj.insert(CLAIM_POLICY_ISSUED.into(), Value::Object(outcome.claims));
-                    }
-                    if !outcome.properties.is_empty() {
-                        obj.insert(
-                            CLAIM_POLICY_PROPERTIES.into(),
-                            Value::Object(outcome.properties),
-                        );
-                    }
+                };
+                let Some(obj) = claims.as_object_mut() else {
+                    // No claims at all: nothing is added to a non-object.
+                    return p
+                        .evaluate(&serde_json::Map::new())
+                        .map(|_| ())
+                        .map_err(to_deny);
+                };
+                // The client-side entries step out of the claim set while the policy runs
+                // (instead of copying the whole set without them).
+                let client_side: Vec<(String, Value)> = ["nonce", "x-ms-runtime", "x-ms-inittime"]
+                    .iter()
+                    .filter_map(|k| obj.remove_entry(*k))
+                    .collect();
+                let evaluated = p.evaluate(obj);
+                obj.extend(client_side);
+                let outcome = evaluated.map_err(to_deny)?;
+                if !outcome.claims.is_empty() {
+                    obj.insert(CLAIM_POLICY_ISSUED.into(), Value::Object(outcome.claims));
+                }
+                if !outcome.properties.is_empty() {
+                    obj.insert(
+                        CLAIM_POLICY_PROPERTIES.into(),
+                        Value::Object(outcome.properties),
+                    );
                 }
                 Ok(())
             }
