@@ -257,13 +257,17 @@ impl Pool {
     fn work(self: Arc<Self>) {
         loop {
             self.idle.fetch_add(1, Ordering::SeqCst);
-            let accepted = self.listener.accept();
+            // Without the peer's address (unnamed for a client socket anyway): saves the
+            // kernel filling one in per connection.
+            let accepted =
+                rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC);
             self.idle.fetch_sub(1, Ordering::SeqCst);
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
             match accepted {
-                Ok((stream, _)) => {
+                Ok(fd) => {
+                    let stream = UnixStream::from(fd);
                     connection(stream, &self.state, &|| self.keep_accepting());
                     if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
                         break;
