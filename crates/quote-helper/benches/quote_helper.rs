@@ -4,10 +4,11 @@
 //!
 //! `quote-helper-bench: clients=… qps=… p50_ms=… p99_ms=… sign_us=… overhead_ratio=… …`
 //!
-//! * `overhead_ratio` = (CPU time the quote helper spends per quote) / (one signing): the
-//!   server's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, exited worker threads included) over the run, divided by
-//!   the quotes served. The clients run in a child process, so their CPU is not counted,
-//!   and CPU time is robust to other load on the machine.
+//! * `overhead_ratio` = (CPU time the quote helper spends per quote) / (CPU time of one
+//!   signing, measured on one thread before the load): the server's CPU time
+//!   (`CLOCK_PROCESS_CPUTIME_ID`, exited worker threads included) over the run, divided by
+//!   the quotes served. The clients run in a child process, so their CPU is not counted.
+//!   Both sides are CPU time, so other load on the machine moves neither much.
 //! * `e2e_ratio` = (wall time per quote at that concurrency) / (one signing): end to end,
 //!   with client and server sharing the machine's cores.
 //!
@@ -50,12 +51,20 @@ fn sign_cost_us(backend: &SimBackend) -> f64 {
     for _ in 0..200 {
         backend.simulation().qe.sign_with_pck(&msg).unwrap();
     }
+    // CPU time of this thread, like the server's cost it is compared with: wall time would
+    // count other processes' time slices on a busy machine and flatter the ratio.
     let n = 3000;
-    let t = Instant::now();
+    let t = thread_cpu_ns();
     for _ in 0..n {
         backend.simulation().qe.sign_with_pck(&msg).unwrap();
     }
-    t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    (thread_cpu_ns() - t) as f64 / 1e3 / f64::from(n)
+}
+
+/// CPU time (ns) the calling thread has consumed (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap()
 }
 
 fn run(
