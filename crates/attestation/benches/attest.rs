@@ -6,6 +6,14 @@
 //! request (from `/proc/self/task/*/schedstat`) and `verify_warm_us / server_cpu_us_per_req`,
 //! the share of the server's own CPU that goes to verification.
 //!
+//! The same line then gives the ceiling that `efficiency` is measured against: `sign_us` (one
+//! ES256 token signature over the real claims) and a null server (the same HTTP stack
+//! answering with a stored copy of a real answer and doing nothing else) under the same load:
+//! `null_rps`, and its CPU per request on the server (`null_server_cpu_us`) and load
+//! generator (`null_client_cpu_us`) sides. `ceiling` = verify / (null server + null client +
+//! verify + sign): the efficiency of a server that adds only one warm verification and one
+//! signature to doing nothing; `ceiling_free_client` drops the load generator's share.
+//!
 //! The load generator is a minimal HTTP/1.1 keep-alive client over raw TCP, run in a child
 //! process (this binary with `ATTEST_BENCH_CLIENT` set) so that its CPU is not counted as the
 //! server's; it still shares the 2 cores, which is what `efficiency` includes.
@@ -134,18 +142,21 @@ fn client_main(spec: &str) {
         all
     });
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // First line: the load generator's own CPU time (one thread), for the ceiling below.
+    writeln!(out, "{}", process_cpu_ns()).unwrap();
     for l in all {
         writeln!(out, "{l}").unwrap();
     }
 }
 
-/// Runs the load generator in a child process for `millis`; returns its latencies (µs).
+/// Runs the load generator in a child process for `millis`; returns its latencies (µs)
+/// and the CPU time it used (ns).
 fn run_client(
     addr: std::net::SocketAddr,
     request: &[u8],
     connections: usize,
     millis: u64,
-) -> Vec<u32> {
+) -> (Vec<u32>, u64) {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -160,11 +171,73 @@ fn run_client(
     child.stdin.take().unwrap().write_all(request).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "load generator failed: {out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect()
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let cpu_ns = lines.next().unwrap().parse().unwrap();
+    (lines.map(|l| l.parse().unwrap()).collect(), cpu_ns)
+}
+
+/// One measured load run: requests/s, p99 (ms), and CPU per request (µs) of the server
+/// process and of the load generator.
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    server_cpu_us: f64,
+    client_cpu_us: f64,
+}
+
+async fn load(addr: std::net::SocketAddr, request: Vec<u8>) -> Run {
+    let cpu0 = process_cpu_ns();
+    let start = Instant::now();
+    let (mut all, client_cpu_ns) = tokio::task::spawn_blocking(move || {
+        run_client(
+            addr,
+            &request,
+            CONNECTIONS,
+            u64::try_from(DURATION.as_millis()).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    // The server's threads (and this process's idle main thread), not the load generator.
+    let n = all.len() as f64;
+    let server_cpu_us = (process_cpu_ns() - cpu0) as f64 / 1e3 / n;
+    all.sort_unstable();
+    let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+    Run {
+        rps: n / elapsed,
+        p99_ms: f64::from(p99) / 1000.0,
+        server_cpu_us,
+        client_cpu_us: client_cpu_ns as f64 / 1e3 / n,
+    }
+}
+
+/// The peer for the ceiling: the same HTTP stack ([`attestation::server::serve`], axum,
+/// keep-alive, `TCP_NODELAY`) answering the same request with a stored copy of a real
+/// answer, doing nothing else: no JSON, no base64, no verification, no signature.
+async fn null_server(answer: axum::body::Bytes) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/attest/SgxEnclave",
+        axum::routing::post(move |_body: axum::body::Bytes| {
+            let answer = answer.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    answer,
+                )
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(attestation::server::serve(
+        l,
+        app,
+        None,
+        std::future::pending(),
+    ));
+    addr
 }
 
 fn time_us(mut f: impl FnMut()) -> f64 {
@@ -252,7 +325,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (rps, p99_ms, server_cpu_us) = rt.block_on(async {
+    let (real, null, sign_us) = rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         pccs::import_paths(
@@ -288,7 +361,7 @@ fn main() {
         .unwrap();
         let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = al.local_addr().unwrap();
-        tokio::spawn(attest::serve_on(al, state, std::future::pending()));
+        tokio::spawn(attest::serve_on(al, state.clone(), std::future::pending()));
 
         let body = serde_json::json!({
             "quote": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&quote),
@@ -305,37 +378,69 @@ fn main() {
         tokio::task::spawn_blocking(move || run_client(addr, &warm, 1, 300))
             .await
             .unwrap();
-
-        let cpu0 = process_cpu_ns();
-        let start = Instant::now();
-        let mut all = tokio::task::spawn_blocking(move || {
-            run_client(
-                addr,
-                &request,
-                CONNECTIONS,
-                u64::try_from(DURATION.as_millis()).unwrap(),
+        // A real answer, for the null server, and its claims, for the signing cost.
+        let answer = {
+            use tower::ServiceExt;
+            let req = axum::http::Request::post("/attest/SgxEnclave?api-version=2022-08-01")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap();
+            let r = attest::router(state.clone()).oneshot(req).await.unwrap();
+            assert_eq!(r.status(), 200);
+            http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+        };
+        let claims: serde_json::Value = {
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            let payload = v["token"].as_str().unwrap().split('.').nth(1).unwrap();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .unwrap(),
             )
-        })
-        .await
-        .unwrap();
-        let elapsed = start.elapsed().as_secs_f64();
-        // The server's threads (and this process's idle main thread), not the load generator.
-        let server_cpu_us = (process_cpu_ns() - cpu0) as f64 / 1e3 / all.len() as f64;
-        all.sort_unstable();
-        let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-        (
-            all.len() as f64 / elapsed,
-            f64::from(p99) / 1000.0,
-            server_cpu_us,
-        )
+            .unwrap()
+        };
+        let keys = KeyRing::ephemeral().unwrap();
+        let sign_us = time_us(|| {
+            keys.sign(&claims, Some("http://127.0.0.1/certs")).unwrap();
+        });
+
+        let real = load(addr, request.clone()).await;
+        let null_addr = null_server(answer).await;
+        let null_request = String::from_utf8(request)
+            .unwrap()
+            .replacen(&addr.to_string(), &null_addr.to_string(), 1)
+            .into_bytes();
+        let warm = null_request.clone();
+        tokio::task::spawn_blocking(move || run_client(null_addr, &warm, 1, 300))
+            .await
+            .unwrap();
+        let null = load(null_addr, null_request).await;
+        (real, null, sign_us)
     });
-    let efficiency = rps * verify_us / 1e6 / CORES;
+    let efficiency = real.rps * verify_us / 1e6 / CORES;
     if std::env::var_os("ATTEST_BENCH_BREAKDOWN").is_some() {
         breakdown(&quote, &bundle, debug);
     }
+    // The most `efficiency` could be for a server that adds exactly one warm verification and
+    // one token signature to the null server's work, with the same load generator sharing
+    // the cores (`ceiling`), or with a load generator that costs nothing (`ceiling_free_client`).
+    let null_cpu = null.server_cpu_us + null.client_cpu_us;
+    let ceiling = verify_us / (null_cpu + verify_us + sign_us);
+    let ceiling_free_client = verify_us / (null.server_cpu_us + verify_us + sign_us);
     println!(
-        "attest-bench: rps={rps:.0} p99_ms={p99_ms:.2} verify_warm_us={verify_us:.1} efficiency={efficiency:.2} \
-         server_cpu_us_per_req={server_cpu_us:.1} server_efficiency={:.2}",
-        verify_us / server_cpu_us
+        "attest-bench: rps={:.0} p99_ms={:.2} verify_warm_us={verify_us:.1} efficiency={efficiency:.2} \
+         server_cpu_us_per_req={:.1} server_efficiency={:.2} client_cpu_us_per_req={:.1} \
+         sign_us={sign_us:.1} null_rps={:.0} null_server_cpu_us={:.1} null_client_cpu_us={:.1} \
+         ceiling={ceiling:.2} ceiling_free_client={ceiling_free_client:.2}",
+        real.rps,
+        real.p99_ms,
+        real.server_cpu_us,
+        verify_us / real.server_cpu_us,
+        real.client_cpu_us,
+        null.rps,
+        null.server_cpu_us,
+        null.client_cpu_us,
     );
 }
