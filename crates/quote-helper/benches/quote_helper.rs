@@ -9,6 +9,11 @@
 //!   (`CLOCK_PROCESS_CPUTIME_ID`, exited worker threads included) over the run, divided by
 //!   the quotes served. The clients run in a child process, so their CPU is not counted.
 //!   Both sides are CPU time, so other load on the machine moves neither much.
+//! * `null_cpu_us_per_quote` (16 clients only): the same server's CPU per quote with a backend
+//!   that answers every request with one stored quote, so nothing is built or signed: the
+//!   cost of the socket, framing and protobuf work alone. `floor_ratio` = (that + one
+//!   signing) / one signing: the `overhead_ratio` of a server whose only work beyond that is
+//!   the signature.
 //! * `e2e_ratio` = (wall time per quote at that concurrency) / (one signing): end to end,
 //!   with client and server sharing the machine's cores.
 //!
@@ -22,7 +27,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aesm::AesmError;
 use prometheus_client::registry::Registry;
+use quote_helper::QuoteBackend;
 use quote_helper::backend::sim::SimBackend;
 use quote_helper::metrics::Metrics;
 use quote_helper::server::{Server, ServerConfig};
@@ -165,44 +172,124 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("aesm.socket");
     let sim = sgx_sim::Simulation::generate(time::OffsetDateTime::now_utc()).unwrap();
     let backend = Arc::new(SimBackend::new(sim));
     let quote_size = u32::try_from(backend.simulation().qe.quote_size()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = {
-        let _guard = rt.enter();
-        let mut registry = Registry::default();
-        let server = Server::bind(
-            ServerConfig {
-                socket: socket.clone(),
-                socket_mode: 0o600,
-                max_connections: 64,
-                io_timeout: Duration::from_secs(5),
-                drain_timeout: Duration::from_secs(2),
-            },
-            backend.clone(),
-            Metrics::register(&mut registry),
-        )
-        .unwrap();
-        rt.spawn(server.serve(async move {
-            let _ = stopped.await;
-        }))
-    };
+    let socket = dir.path().join("aesm.socket");
+    let server = start(&rt, &socket, backend.clone());
     // Warm up connections, caches and the allocator.
     run_child(&socket, 4, 200, quote_size);
     let sign_us = sign_cost_us(&backend);
+    // The peer for the floor: the same server with a backend that answers every request with
+    // one stored quote (no quote to build, nothing to sign), under the same 16 clients.
+    let null_cpu_us = {
+        let stored = backend.quote(&report(0).try_into().unwrap()).unwrap();
+        let null_socket = dir.path().join("null.socket");
+        let null = start(
+            &rt,
+            &null_socket,
+            Arc::new(StoredQuote {
+                inner: backend.clone(),
+                quote: stored,
+            }),
+        );
+        run_child(&null_socket, 4, 200, quote_size);
+        let (_, _, _, quotes, cpu_ns) = run_child(&null_socket, 16, total, quote_size);
+        null.stop(&rt);
+        cpu_ns as f64 / 1e3 / quotes
+    };
     for clients in [16, 1] {
         let n = if clients == 1 { total / 4 } else { total };
         let (qps, p50, p99, quotes, server_cpu_ns) = run_child(&socket, clients, n, quote_size);
         let server_us_per_quote = server_cpu_ns as f64 / 1e3 / quotes;
         let wall_us_per_quote = 1e6 / qps;
+        let floor = if clients == 16 {
+            format!(
+                " null_cpu_us_per_quote={null_cpu_us:.1} floor_ratio={:.2}",
+                (null_cpu_us + sign_us) / sign_us
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "quote-helper-bench: clients={clients} qps={qps:.0} p50_ms={p50:.3} p99_ms={p99:.3} sign_us={sign_us:.1} overhead_ratio={:.2} server_cpu_us_per_quote={server_us_per_quote:.1} e2e_ratio={:.2}",
+            "quote-helper-bench: clients={clients} qps={qps:.0} p50_ms={p50:.3} p99_ms={p99:.3} sign_us={sign_us:.1} overhead_ratio={:.2} server_cpu_us_per_quote={server_us_per_quote:.1} e2e_ratio={:.2}{floor}",
             server_us_per_quote / sign_us,
             wall_us_per_quote / sign_us,
         );
     }
-    let _ = stop.send(());
-    rt.block_on(server_task).unwrap();
+    server.stop(&rt);
+}
+
+/// A running server and the means to stop it.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        rt.block_on(self.task).unwrap();
+    }
+}
+
+fn start(
+    rt: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    backend: Arc<dyn QuoteBackend>,
+) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _guard = rt.enter();
+    let mut registry = Registry::default();
+    let server = Server::bind(
+        ServerConfig {
+            socket: socket.to_owned(),
+            socket_mode: 0o600,
+            max_connections: 64,
+            io_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(2),
+        },
+        backend,
+        Metrics::register(&mut registry),
+    )
+    .unwrap();
+    let task = rt.spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+/// The simulation backend, except that every quote is one stored quote: the server's cost
+/// without building and signing a quote.
+struct StoredQuote {
+    inner: Arc<SimBackend>,
+    quote: Vec<u8>,
+}
+
+impl QuoteBackend for StoredQuote {
+    fn name(&self) -> &'static str {
+        "stored"
+    }
+    fn may_block(&self) -> bool {
+        self.inner.may_block()
+    }
+    fn target_info(&self) -> Result<[u8; 512], AesmError> {
+        self.inner.target_info()
+    }
+    fn pub_key_id(&self) -> Result<[u8; 32], AesmError> {
+        self.inner.pub_key_id()
+    }
+    fn quote_size(&self) -> Result<u32, AesmError> {
+        self.inner.quote_size()
+    }
+    fn quote(&self, _report: &[u8; 432]) -> Result<Vec<u8>, AesmError> {
+        Ok(self.quote.clone())
+    }
+    fn qe_report(
+        &self,
+        target_info: &[u8; 512],
+        report_data: [u8; 64],
+    ) -> Result<[u8; 432], AesmError> {
+        self.inner.qe_report(target_info, report_data)
+    }
 }
