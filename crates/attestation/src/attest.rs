@@ -5,7 +5,12 @@
 //! MAA's policy management certificates `GET /certificates`, `POST /certificates:add` and
 //! `POST /certificates:remove` (admin token, then a JWS from a current policy signer),
 //! `POST /keys:rotate` (admin token), and probes/metrics.
+//!
+//! Policy and signer changes go through a runtime state store when one is configured
+//! ([`Config::runtime_store`], [`crate::runtime_state`]): written there first, then in force
+//! here, and picked up by the other replicas at their next [`AttestState::sync_runtime_state`].
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +25,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -29,6 +35,10 @@ use crate::client::{CollateralSource, FetchError};
 use crate::clock::Clock;
 use crate::policy::AnyPolicy;
 use crate::policy_jws::{self, DecodedPolicy, Form, PolicySigners};
+use crate::runtime_state::{
+    BasedOn, MAX_DOCUMENT_LEN, MAX_SIGNER_OPS, RuntimeState, RuntimeStore, SignerOp, SignerOpKind,
+    StoreError, StoredPolicy,
+};
 use crate::token::KeyRing;
 use crate::verify::{QuoteVerifier, VerifiedQuote, VerifyFailure};
 
@@ -48,6 +58,11 @@ const MAX_QUOTE_LEN: usize = 64 * 1024;
 /// runtime data, init-time data and a draft policy.
 pub const MAX_BODY_LEN: usize = 1024 * 1024;
 
+/// Upper bound of a `PUT /policies/SgxEnclave`, `:reset` and `/certificates:add|remove`
+/// body: what the runtime state store can hold at most (a larger change could be written but
+/// never read back).
+pub const MAX_MANAGEMENT_BODY_LEN: usize = crate::runtime_state::MAX_DOCUMENT_LEN;
+
 /// Errors of the attest endpoint, each a distinct JSON error (`{"error":{code,message}}`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,6 +73,11 @@ pub enum AttestError {
     /// The body is larger than [`MAX_BODY_LEN`].
     #[error("request body exceeds the {MAX_BODY_LEN}-byte limit")]
     PayloadTooLarge,
+    /// A policy or signer change too large for the runtime state store (a request body over
+    /// [`MAX_MANAGEMENT_BODY_LEN`], or a stored document that would exceed
+    /// [`crate::runtime_state::MAX_DOCUMENT_LEN`]): nothing is changed.
+    #[error("{0}")]
+    ChangeTooLarge(String),
     /// A base64url field does not decode.
     #[error("field {0} is not valid base64url")]
     InvalidBase64(&'static str),
@@ -104,6 +124,16 @@ pub enum AttestError {
     /// `POST /certificates:remove` of the only remaining signer certificate.
     #[error("the last policy signer certificate cannot be removed (SHA-1 {0})")]
     LastPolicySigner(String),
+    /// [`MAX_SIGNER_OPS`] signer changes are stored already.
+    #[error(
+        "{MAX_SIGNER_OPS} policy signer certificate changes are stored already: restate the signer set in the start-up configuration (--policy-signer-cert, the chart's attestation.policySignerCerts), which starts a new history"
+    )]
+    SignerHistoryFull,
+    /// The runtime state store cannot be read or written (a change is then not made), or it
+    /// has not been read successfully since start-up or for too long (attestation waits for
+    /// it).
+    #[error("{0}")]
+    RuntimeStateUnavailable(String),
     /// Endpoint not configured.
     #[error("{0}")]
     NotConfigured(&'static str),
@@ -116,7 +146,9 @@ impl AttestError {
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+            Self::PayloadTooLarge | Self::ChangeTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge")
+            }
             Self::InvalidBase64(_) => (StatusCode::BAD_REQUEST, "InvalidBase64"),
             Self::QuoteTruncated(_) => (StatusCode::BAD_REQUEST, "QuoteTruncated"),
             Self::MalformedQuote(_) => (StatusCode::BAD_REQUEST, "MalformedQuote"),
@@ -145,6 +177,10 @@ impl AttestError {
             },
             Self::NotIsolated => (StatusCode::BAD_REQUEST, "NotIsolatedMode"),
             Self::LastPolicySigner(_) => (StatusCode::BAD_REQUEST, "LastPolicySignerCertificate"),
+            Self::SignerHistoryFull => (StatusCode::CONFLICT, "SignerChangeLimitReached"),
+            Self::RuntimeStateUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "RuntimeStateUnavailable")
+            }
             Self::NotConfigured(_) => (StatusCode::NOT_FOUND, "NotConfigured"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -190,6 +226,12 @@ struct Metrics {
     requests: Family<ResultLabel, Counter>,
     verify_seconds: Histogram,
     collateral: Family<CacheLabel, Counter>,
+    /// Runtime state store reads of the poll step, by outcome.
+    state_syncs: Family<ResultLabel, Counter>,
+    /// Runtime state writes of changes, by result.
+    state_writes: Family<ResultLabel, Counter>,
+    /// UNIX time of the last successful read of the runtime state store.
+    state_last_sync: Gauge,
     /// The counters every successful request touches, looked up once.
     requests_ok: Counter,
     collateral_hit: Counter,
@@ -213,7 +255,25 @@ impl Metrics {
                 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
             ]),
             collateral,
+            state_syncs: Family::default(),
+            state_writes: Family::default(),
+            state_last_sync: Gauge::default(),
         };
+        registry.register(
+            "runtime_state_last_sync_timestamp_seconds",
+            "UNIX time of the last successful read of the runtime state store (0: none yet)",
+            m.state_last_sync.clone(),
+        );
+        registry.register(
+            "runtime_state_syncs",
+            "runtime state store reads by outcome (applied, unchanged, stale, invalid, error)",
+            m.state_syncs.clone(),
+        );
+        registry.register(
+            "runtime_state_writes",
+            "runtime state store writes of changes by result (ok, conflict, error)",
+            m.state_writes.clone(),
+        );
         registry.register(
             "attest_requests",
             "attest requests by result",
@@ -244,10 +304,19 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Policy signer certificates at start-up: when any is set (isolated mode),
     /// `PUT /policies/SgxEnclave` accepts only a JWS signed by a current signer (see
-    /// [`crate::policy_jws`]), and `POST /certificates:add|remove` change the current set (in
-    /// memory: a restart returns to this set).
+    /// [`crate::policy_jws`]), and `POST /certificates:add|remove` change the current set.
     pub policy_signers: PolicySigners,
+    /// Where run-time changes (policy `PUT`/reset, signer add/remove) are kept for every
+    /// replica and across restarts (see [`crate::runtime_state`]); `None`: in memory only.
+    /// With a store, attestation waits for the first [`AttestState::sync_runtime_state`].
+    pub runtime_store: Option<RuntimeStore>,
+    /// With a store: after this long without a successful read of it, the server is not
+    /// ready and refuses attestation until the next one (`None` or zero: no limit).
+    pub max_staleness: Option<Duration>,
 }
+
+/// Default of [`Config::max_staleness`].
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(300);
 
 impl Default for Config {
     fn default() -> Self {
@@ -256,6 +325,8 @@ impl Default for Config {
             token_ttl: DEFAULT_TOKEN_TTL,
             admin_token: None,
             policy_signers: PolicySigners::none(),
+            runtime_store: None,
+            max_staleness: Some(DEFAULT_MAX_STALENESS),
         }
     }
 }
@@ -364,7 +435,75 @@ pub struct AttestState {
     clock: Clock,
     metrics: Metrics,
     probes: confcom_runtime::Probes,
+    /// The run-time changes in force here; its lock serializes changes and syncs.
+    runtime: Arc<tokio::sync::Mutex<Runtime>>,
+    /// The hashes of the start-up configuration.
+    based_on: Arc<BasedOn>,
+    /// Whether the runtime state store was read since start-up (always, without a store).
+    loaded: Arc<AtomicBool>,
+    /// The origin of [`Self::last_sync_ms`].
+    epoch: Instant,
+    /// Milliseconds from `epoch` to the last successful read of the store.
+    last_sync_ms: Arc<AtomicU64>,
+    /// Held while readiness is decided ([`Self::synced`], [`Self::check_staleness`]): a
+    /// staleness check made on the timestamp before a successful read cannot mark the server
+    /// not ready after that read marked it ready.
+    readiness: Arc<std::sync::Mutex<()>>,
 }
+
+/// The run-time changes in force on this replica.
+struct Runtime {
+    /// Normalized: the parts in force here, on this replica's start-up configuration.
+    state: RuntimeState,
+    /// The store version last applied (or found equal to the state in force).
+    seen: Option<String>,
+    /// Whether a read of the store succeeded since start-up (the first one may rewrite a
+    /// document made on another start-up configuration).
+    started: bool,
+    /// The invalid store version last logged as an error.
+    invalid_logged: Option<String>,
+    /// The store version made on another start-up configuration last logged (once
+    /// started, such a document is not applied).
+    foreign_logged: Option<String>,
+}
+
+/// The policy and signers of a runtime state, checked.
+struct Resolved {
+    doc: PolicyDoc,
+    signers: PolicySigners,
+    /// The parts in force here (the others dropped), on this replica's start-up
+    /// configuration, same generation.
+    effective: RuntimeState,
+    /// A stored part was dropped: made on another start-up configuration, or a policy whose
+    /// signer history was dropped and that the start-up signers do not verify.
+    dropped: bool,
+    /// The stored state was made on another start-up configuration.
+    foreign: bool,
+}
+
+/// What [`AttestState::sync_runtime_state`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncOutcome {
+    /// No store configured.
+    NoStore,
+    /// The stored state is the one in force.
+    Unchanged,
+    /// A newer stored state is now in force.
+    Applied,
+    /// The stored state was made on another start-up configuration. At start-up (the first
+    /// successful read), the parts made on another one (policy, signer changes) are ignored,
+    /// the rest applied, and the store is rewritten without them. Once started, the whole
+    /// document is ignored and the state in force stays (a rolling upgrade or rollback in
+    /// progress: a replica on the other configuration wrote it); the read still counts as a
+    /// successful one.
+    Stale,
+    /// The stored state is invalid (the reason): ignored, logged as an error.
+    Invalid(String),
+}
+
+/// Attempts of a change whose compare-and-swap write meets a concurrent one.
+const CAS_ATTEMPTS: usize = 5;
 
 impl AttestState {
     /// Builds the state. `policy_text` is YAML/JSON (empty = default policy) or MAA's JWS
@@ -380,8 +519,11 @@ impl AttestState {
         let mut registry = Registry::with_prefix("confcom_attest");
         let metrics = Metrics::new(&mut registry);
         let probes = confcom_runtime::Probes::new(registry);
-        probes.set_ready(true);
+        // With a store, not ready (and no attestation) until its first successful read.
+        let loaded = config.runtime_store.is_none();
+        probes.set_ready(loaded);
         let startup = PolicyDoc::from_startup(policy_text, &config.policy_signers)?;
+        let based_on = BasedOn::new(policy_text, &config.policy_signers);
         Ok(Self {
             verifier,
             collateral: Arc::new(collateral),
@@ -393,6 +535,18 @@ impl AttestState {
             clock,
             metrics,
             probes,
+            runtime: Arc::new(tokio::sync::Mutex::new(Runtime {
+                state: RuntimeState::empty(based_on.clone()),
+                seen: None,
+                started: false,
+                invalid_logged: None,
+                foreign_logged: None,
+            })),
+            based_on: Arc::new(based_on),
+            loaded: Arc::new(AtomicBool::new(loaded)),
+            epoch: Instant::now(),
+            last_sync_ms: Arc::new(AtomicU64::new(0)),
+            readiness: Arc::new(std::sync::Mutex::new(())),
         })
     }
 
@@ -407,6 +561,477 @@ impl AttestState {
     pub fn keys(&self) -> &KeyRing {
         &self.keys
     }
+
+    /// Reads the runtime state store and puts a newer stored state in force, after checking it
+    /// (see [`crate::runtime_state`]: the signer changes replay from the start-up signers,
+    /// the policy unwraps, parses, and in isolated mode verifies against the signers in force
+    /// when it was accepted). At the first successful read, a part made on another start-up
+    /// configuration is ignored with a warning, and the store is rewritten without it (so that
+    /// a later return to that configuration does not revive it); after it, a document made on
+    /// another start-up configuration is not applied at all and the state in force stays
+    /// ([`SyncOutcome::Stale`]). An invalid document is not applied
+    /// and logged as an error: the state in force stays, and a replica that has not read the
+    /// store successfully yet stays not ready. A successful read makes the server ready. The
+    /// poll step of [`Self::run_runtime_sync`], callable directly.
+    pub async fn sync_runtime_state(&self) -> Result<SyncOutcome, StoreError> {
+        let Some(store) = &self.config.runtime_store else {
+            return Ok(SyncOutcome::NoStore);
+        };
+        let outcome = self.sync_from(store).await;
+        let result = match &outcome {
+            Ok(SyncOutcome::Applied) => "applied",
+            Ok(SyncOutcome::Stale) => "stale",
+            Ok(SyncOutcome::Invalid(_)) => "invalid",
+            Ok(_) => "unchanged",
+            Err(_) => "error",
+        };
+        self.metrics
+            .state_syncs
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        if !matches!(
+            outcome,
+            Ok(SyncOutcome::Applied | SyncOutcome::Unchanged | SyncOutcome::Stale)
+        ) {
+            self.check_staleness();
+        }
+        outcome
+    }
+
+    async fn sync_from(&self, store: &RuntimeStore) -> Result<SyncOutcome, StoreError> {
+        let mut rt = self.runtime.lock().await;
+        let snapshot = store.load().await?;
+        if rt.started && rt.seen.as_deref() == Some(snapshot.version.as_str()) {
+            self.synced();
+            return Ok(SyncOutcome::Unchanged);
+        }
+        let state = match &snapshot.data {
+            None => RuntimeState::empty((*self.based_on).clone()),
+            Some(data) => match RuntimeState::from_json(data) {
+                Ok(state) => state,
+                Err(e) => {
+                    return Ok(self.invalid(
+                        &mut rt,
+                        store,
+                        &snapshot.version,
+                        format!("unreadable document: {e}"),
+                    ));
+                }
+            },
+        };
+        if rt.started && state.based_on != *self.based_on {
+            // Made by a replica on another start-up configuration (a rolling upgrade or a
+            // rollback in progress): neither applied nor a reason to fall back to the
+            // start-up state; this replica keeps what it has in force until it is replaced.
+            if rt.foreign_logged.as_deref() != Some(snapshot.version.as_str()) {
+                tracing::info!(store = %store.describe(), generation = state.generation, "stored runtime state was made on another start-up configuration (--policy or --policy-signer-cert differ; a rolling upgrade or rollback in progress?): not applied, the state in force here stays");
+                rt.foreign_logged = Some(snapshot.version.clone());
+            }
+            rt.invalid_logged = None;
+            self.synced();
+            return Ok(SyncOutcome::Stale);
+        }
+        let mut resolved = match self.resolve(&state) {
+            Ok(r) => r,
+            Err(reason) => return Ok(self.invalid(&mut rt, store, &snapshot.version, reason)),
+        };
+        let mut version = snapshot.version.clone();
+        if resolved.dropped {
+            tracing::warn!(store = %store.describe(), generation = state.generation, "stored runtime state was partly made on another start-up configuration (--policy or --policy-signer-cert changed): that part is ignored, the start-up configuration is in force for it");
+            if !rt.started {
+                // A tombstone of the dropped part: a later return to the old start-up
+                // configuration (helm rollback) must not revive it.
+                let mut tombstone = resolved.effective.clone();
+                tombstone.generation = state.generation.saturating_add(1);
+                let data = tombstone.to_json()?;
+                version = self.save_checked(store, &data, &snapshot.version).await?;
+                tracing::info!(store = %store.describe(), generation = tombstone.generation, "runtime state rewritten on this start-up configuration");
+                resolved.effective = tombstone;
+            }
+        }
+        let changed = !resolved.effective.same_changes(&rt.state) || !rt.started;
+        if changed {
+            tracing::info!(store = %store.describe(), generation = resolved.effective.generation, policy = %resolved.doc.hash, signers = resolved.signers.len(), "runtime state applied");
+            self.apply(resolved.doc, resolved.signers)
+                .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
+        }
+        let applied = !resolved.effective.same_changes(&rt.state);
+        rt.state = resolved.effective;
+        rt.seen = Some(version);
+        rt.started = true;
+        rt.invalid_logged = None;
+        rt.foreign_logged = None;
+        self.synced();
+        Ok(if resolved.dropped {
+            SyncOutcome::Stale
+        } else if applied {
+            SyncOutcome::Applied
+        } else {
+            SyncOutcome::Unchanged
+        })
+    }
+
+    /// An invalid stored document: logged (as an error once per version), not applied, and
+    /// looked at again at the next poll.
+    fn invalid(
+        &self,
+        rt: &mut Runtime,
+        store: &RuntimeStore,
+        version: &str,
+        reason: String,
+    ) -> SyncOutcome {
+        if rt.invalid_logged.as_deref() == Some(version) {
+            tracing::debug!(store = %store.describe(), %version, %reason, "stored runtime state is still invalid");
+        } else {
+            tracing::error!(store = %store.describe(), %version, %reason, ready = self.probes.is_ready(), "stored runtime state is invalid: not applied (a replica that has not read a valid one since start-up stays not ready)");
+            rt.invalid_logged = Some(version.to_owned());
+        }
+        SyncOutcome::Invalid(reason)
+    }
+
+    /// Calls [`Self::sync_runtime_state`] every `every` until dropped (a no-op without a
+    /// store). Failures are logged: the state in force stays (until the staleness limit).
+    pub async fn run_runtime_sync(self, every: Duration) {
+        let Some(store) = self.config.runtime_store.clone() else {
+            return;
+        };
+        let mut failing = false;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.sync_runtime_state().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!(store = %store.describe(), "runtime state store reachable again");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(store = %store.describe(), error = %e, ready = self.probes.is_ready(), "runtime state store unreadable: keeping the state in force");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    }
+
+    /// The store was read successfully and its state is in force here: ready, and attestation
+    /// may go on.
+    fn synced(&self) {
+        let _readiness = self
+            .readiness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_sync_ms.store(ms, Ordering::Release);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.metrics.state_last_sync.set(unix);
+        if !self.loaded.swap(true, Ordering::SeqCst) {
+            tracing::info!("runtime state store read: ready");
+        }
+        if !self.probes.is_ready() {
+            self.probes.set_ready(true);
+        }
+    }
+
+    /// Whether attestation may go on: without a store always; with one, once it was read
+    /// successfully, and not longer ago than [`Config::max_staleness`].
+    fn fresh(&self) -> bool {
+        if !self.loaded.load(Ordering::Acquire) {
+            return false;
+        }
+        match (&self.config.runtime_store, self.config.max_staleness) {
+            (Some(_), Some(max)) if !max.is_zero() => {
+                let last = Duration::from_millis(self.last_sync_ms.load(Ordering::Acquire));
+                self.epoch.elapsed().saturating_sub(last) <= max
+            }
+            _ => true,
+        }
+    }
+
+    /// Not ready while the store has not been read for longer than allowed.
+    fn check_staleness(&self) {
+        let _readiness = self
+            .readiness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.loaded.load(Ordering::Acquire) && !self.fresh() && self.probes.is_ready() {
+            tracing::error!(max_staleness = ?self.config.max_staleness, "runtime state store not read successfully for too long: not ready, attestation refused until the next successful read");
+            self.probes.set_ready(false);
+        }
+    }
+
+    /// The policy and signers of a runtime state, checked (see [`Self::sync_runtime_state`]).
+    /// Its signer changes apply only on the same start-up signers, its policy only on the same
+    /// start-up policy; otherwise they are dropped. A policy whose signer history was dropped
+    /// must verify against the start-up signers, or it is dropped too. Any other failure makes
+    /// the whole document invalid.
+    fn resolve(&self, state: &RuntimeState) -> Result<Resolved, String> {
+        let startup = &self.config.policy_signers;
+        let isolated = !startup.is_empty();
+        let signers_apply =
+            state.based_on.startup_signers_sha256 == self.based_on.startup_signers_sha256;
+        let policy_applies =
+            state.based_on.startup_policy_sha256 == self.based_on.startup_policy_sha256;
+        let mut effective = RuntimeState::empty((*self.based_on).clone());
+        effective.generation = state.generation;
+        let mut dropped = false;
+        let history = if signers_apply {
+            if !isolated && !state.signer_ops.is_empty() {
+                return Err(
+                    "signer changes are stored but this server is not in isolated mode".into(),
+                );
+            }
+            effective.signer_ops.clone_from(&state.signer_ops);
+            crate::runtime_state::replay_signer_ops(startup, &state.signer_ops)?
+        } else {
+            dropped |= !state.signer_ops.is_empty();
+            vec![startup.clone()]
+        };
+        let signers = history.last().cloned().unwrap_or_else(|| startup.clone());
+        let doc = match &state.policy {
+            None => (*self.default_policy).clone(),
+            Some(_) if !policy_applies => {
+                dropped = true;
+                (*self.default_policy).clone()
+            }
+            Some(p) => {
+                let (at, index) = if signers_apply {
+                    let at = history.get(p.signer_ops).ok_or_else(|| {
+                        format!(
+                            "stored policy names signer change {}, past the {} stored",
+                            p.signer_ops,
+                            state.signer_ops.len()
+                        )
+                    })?;
+                    (at, p.signer_ops)
+                } else {
+                    (startup, 0)
+                };
+                let decoded = policy_jws::decode(p.body.as_bytes(), at)
+                    .map_err(|e| format!("stored policy: {e}"))
+                    .and_then(|d| PolicyDoc::new(d).map_err(|e| format!("stored policy: {e}")));
+                match decoded {
+                    Ok(doc) => {
+                        effective.policy = Some(StoredPolicy {
+                            body: p.body.clone(),
+                            hash: doc.hash.clone(),
+                            signer_ops: index,
+                        });
+                        doc
+                    }
+                    Err(reason) if !signers_apply => {
+                        tracing::warn!(%reason, "the stored policy was accepted under signer changes that no longer apply (the start-up signers changed) and the start-up signers do not verify it: dropped, the start-up policy is in force");
+                        dropped = true;
+                        (*self.default_policy).clone()
+                    }
+                    Err(reason) => return Err(reason),
+                }
+            }
+        };
+        Ok(Resolved {
+            doc,
+            signers,
+            effective,
+            dropped,
+            foreign: state.based_on != *self.based_on,
+        })
+    }
+
+    /// Puts a policy and signer set in force (lock order: signers, then policy).
+    fn apply(&self, doc: PolicyDoc, signers: PolicySigners) -> Result<(), AttestError> {
+        let mut sg = self.signers.write().map_err(|_| AttestError::Internal)?;
+        let mut pg = self.policy.write().map_err(|_| AttestError::Internal)?;
+        tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, signers = signers.len(), "attestation policy and signers in force");
+        *pg = doc;
+        *sg = signers;
+        Ok(())
+    }
+
+    /// The state a change starts from: the parts of the stored one that apply here (see
+    /// [`Self::resolve`]; none stored: no changes), its signers, and its store version.
+    async fn latest(&self, store: &RuntimeStore) -> Result<(Resolved, String), AttestError> {
+        let snapshot = store.load().await.map_err(read_failed)?;
+        let invalid = |e: String| {
+            tracing::error!(store = %store.describe(), error = %e, "stored runtime state is invalid");
+            AttestError::RuntimeStateUnavailable(format!(
+                "the stored runtime state is invalid ({e}); nothing was changed"
+            ))
+        };
+        let state = match &snapshot.data {
+            None => RuntimeState::empty((*self.based_on).clone()),
+            Some(data) => RuntimeState::from_json(data).map_err(invalid)?,
+        };
+        let resolved = self.resolve(&state).map_err(invalid)?;
+        Ok((resolved, snapshot.version))
+    }
+
+    /// Writes `data` over version `expected`. A write whose outcome is unknown (an error or a
+    /// timeout after the store may have committed it, or a conflict answered to a retry of a
+    /// committed write) is checked by reading the store again: if it holds `data`, the write
+    /// succeeded.
+    async fn save_checked(
+        &self,
+        store: &RuntimeStore,
+        data: &str,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        let saved = match store.save(data, expected).await {
+            Ok(v) => Ok(v),
+            Err(e) => match store.load().await {
+                Ok(s) if s.data.as_deref() == Some(data) => {
+                    tracing::info!(store = %store.describe(), error = %e, "runtime state write reported a failure, but the store holds it: written");
+                    Ok(s.version)
+                }
+                _ => Err(e),
+            },
+        };
+        let result = match &saved {
+            Ok(_) => "ok",
+            Err(StoreError::Conflict) => "conflict",
+            Err(_) => "error",
+        };
+        self.metrics
+            .state_writes
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        saved
+    }
+
+    /// Makes a change: `f` checks it against the latest state and its signers and returns
+    /// the new state and the answer. With a store, the new state is written (compare-and-swap
+    /// on the version read, retried on conflict) before it is put in force here; a failed
+    /// read, a document too large, or conflicts without end change nothing, and a failed
+    /// write may or may not have been stored. The whole change (with its wait for an earlier
+    /// one) gives up after [`change_deadline`]. Changes are serialized within the replica.
+    async fn change<T>(
+        &self,
+        f: impl FnMut(&RuntimeState, &PolicySigners) -> Result<(RuntimeState, T), AttestError>,
+    ) -> Result<T, AttestError> {
+        let Some(store) = &self.config.runtime_store else {
+            let mut rt = self.runtime.lock().await;
+            let signers = self
+                .signers
+                .read()
+                .map_err(|_| AttestError::Internal)?
+                .clone();
+            let mut f = f;
+            let (new, answer) = f(&rt.state, &signers)?;
+            self.put_in_force(&new)?;
+            rt.state = new;
+            return Ok(answer);
+        };
+        let deadline = change_deadline(store);
+        // The deadline covers the wait for an earlier change or poll of this replica too.
+        let timed = async {
+            let mut rt = self.runtime.lock().await;
+            self.change_in_store(&mut rt, store, f).await
+        };
+        tokio::time::timeout(deadline, timed)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(store = %store.describe(), ?deadline, "runtime state change timed out");
+                Err(AttestError::RuntimeStateUnavailable(format!(
+                    "the change did not complete within {} s: it is not in force here, and may or may not have been stored; check with GET and retry",
+                    deadline.as_secs_f64()
+                )))
+            })
+    }
+
+    async fn change_in_store<T>(
+        &self,
+        rt: &mut Runtime,
+        store: &RuntimeStore,
+        mut f: impl FnMut(&RuntimeState, &PolicySigners) -> Result<(RuntimeState, T), AttestError>,
+    ) -> Result<T, AttestError> {
+        for attempt in 1..=CAS_ATTEMPTS {
+            let (base, version) = self.latest(store).await?;
+            if base.foreign && rt.started && !base.effective.same_changes(&rt.state) {
+                // A replica on another start-up configuration wrote it (a rolling upgrade or
+                // rollback in progress), and this replica keeps its own state in force (see
+                // `sync_from`): a change on top of either would drop the other's.
+                tracing::info!(store = %store.describe(), "change refused: the stored runtime state was made on another start-up configuration");
+                return Err(AttestError::RuntimeStateUnavailable(
+                    "the stored runtime state was made by a replica on another start-up configuration (a rolling upgrade or rollback in progress) and differs from the state in force here; nothing was changed: retry once the rollout is complete".into(),
+                ));
+            }
+            let (mut new, answer) = f(&base.effective, &base.signers)?;
+            if new.same_changes(&base.effective) && !base.dropped {
+                // Nothing to write (adding a present signer, ...): the latest state is read,
+                // put it in force here.
+                self.apply(base.doc, base.signers)?;
+                rt.state = base.effective;
+                rt.seen = Some(version);
+                self.synced();
+                return Ok(answer);
+            }
+            new.version = crate::runtime_state::FORMAT_VERSION;
+            new.generation = base.effective.generation.saturating_add(1);
+            new.based_on = (*self.based_on).clone();
+            let data = new.to_json().map_err(read_failed)?;
+            if data.len() > MAX_DOCUMENT_LEN {
+                return Err(AttestError::ChangeTooLarge(format!(
+                    "with this change the runtime state document would be {} bytes, more than the {MAX_DOCUMENT_LEN}-byte limit of the store; nothing was changed",
+                    data.len()
+                )));
+            }
+            match self.save_checked(store, &data, &version).await {
+                Ok(saved) => {
+                    self.put_in_force(&new)?;
+                    rt.state = new;
+                    rt.seen = Some(saved);
+                    // The store was read and its latest state is now in force here.
+                    self.synced();
+                    return Ok(answer);
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::info!(store = %store.describe(), attempt, "runtime state changed meanwhile: retrying on the latest");
+                }
+                Err(e) => return Err(write_failed(e)),
+            }
+        }
+        Err(AttestError::RuntimeStateUnavailable(format!(
+            "concurrent changes: {CAS_ATTEMPTS} conflicting writes; nothing was changed"
+        )))
+    }
+
+    fn put_in_force(&self, state: &RuntimeState) -> Result<(), AttestError> {
+        let resolved = self.resolve(state).map_err(|e| {
+            tracing::error!(error = %e, "a checked change does not resolve");
+            AttestError::Internal
+        })?;
+        self.apply(resolved.doc, resolved.signers)
+    }
+}
+
+/// The upper bound of a whole change (every read, write and retry): twice the store's
+/// timeout of one read or write (20 s by default).
+fn change_deadline(store: &RuntimeStore) -> Duration {
+    store.timeout().saturating_mul(2)
+}
+
+/// The store could not be read before anything was written: nothing was changed.
+fn read_failed(e: StoreError) -> AttestError {
+    tracing::warn!(error = %e, "runtime state store failed: the change is not made");
+    AttestError::RuntimeStateUnavailable(format!("{e}; nothing was changed"))
+}
+
+/// A write failed (other than a compare-and-swap conflict), and reading the store again did
+/// not find it: it may still have been stored (and another writer may have written on top
+/// since), so the answer cannot say "nothing was changed".
+fn write_failed(e: StoreError) -> AttestError {
+    tracing::warn!(error = %e, "runtime state write failed: the change is not in force here");
+    AttestError::RuntimeStateUnavailable(format!(
+        "{e}: the change is not in force here, and may or may not have been stored; check with GET and retry"
+    ))
+}
+
+/// The body limit of policy and signer changes ([`MAX_MANAGEMENT_BODY_LEN`]).
+fn management_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(MAX_MANAGEMENT_BODY_LEN)
 }
 
 /// The router (for `oneshot` tests and in-process serving).
@@ -422,11 +1047,23 @@ pub fn router(state: AttestState) -> Router {
         .route("/attest/SevSnpVm", post(attest_other))
         .route("/certs", get(certs))
         .route("/.well-known/openid-configuration", get(openid))
-        .route("/policies/SgxEnclave", get(get_policy).put(put_policy))
-        .route("/policies/SgxEnclave:reset", post(reset_policy))
+        .route(
+            "/policies/SgxEnclave",
+            get(get_policy).put(put_policy).layer(management_limit()),
+        )
+        .route(
+            "/policies/SgxEnclave:reset",
+            post(reset_policy).layer(management_limit()),
+        )
         .route("/certificates", get(get_certificates))
-        .route("/certificates:add", post(add_certificate))
-        .route("/certificates:remove", post(remove_certificate))
+        .route(
+            "/certificates:add",
+            post(add_certificate).layer(management_limit()),
+        )
+        .route(
+            "/certificates:remove",
+            post(remove_certificate).layer(management_limit()),
+        )
         .route("/keys:rotate", post(rotate_key))
         .fallback(|| async {
             crate::json_error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint")
@@ -548,7 +1185,25 @@ fn token_response(token: &str) -> Response {
         .into_response()
 }
 
+/// With a store: the policy and signers in force here are known and recent (see
+/// [`AttestState::fresh`]), else 503 `RuntimeStateUnavailable`.
+fn require_fresh(s: &AttestState) -> Result<(), AttestError> {
+    if s.fresh() {
+        return Ok(());
+    }
+    s.check_staleness();
+    Err(AttestError::RuntimeStateUnavailable(
+        if s.loaded.load(Ordering::Relaxed) {
+            "runtime state store not read successfully for too long: the policy and signers in force may be outdated"
+        } else {
+            "runtime state store not read successfully since start-up: the policy and signers in force are not known yet"
+        }
+        .into(),
+    ))
+}
+
 async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestError> {
+    require_fresh(s)?;
     let req: AttestRequest<'_> =
         serde_json::from_slice(body).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
     let quote = b64("quote", &req.quote)?;
@@ -611,7 +1266,20 @@ async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestErro
         return Err(AttestError::InitTimeDataMismatch);
     }
 
-    let claims = build_claims(
+    // One snapshot of the policy and its hash: the token names the policy that judged it.
+    let (policy, hash) = match &req.draft_policy_for_attestation {
+        Some(text) => (
+            Arc::new(
+                AnyPolicy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?,
+            ),
+            policy_hash(text),
+        ),
+        None => {
+            let doc = s.policy.read().map_err(|_| AttestError::Internal)?;
+            (doc.policy.clone(), doc.hash.clone())
+        }
+    };
+    let mut claims = build_claims(
         s,
         &quote,
         &bundle,
@@ -620,24 +1288,12 @@ async fn attest_inner(s: &AttestState, body: &[u8]) -> Result<String, AttestErro
         runtime.as_deref(),
         init.as_deref(),
         now,
+        &hash,
     );
-    let policy = match &req.draft_policy_for_attestation {
-        Some(text) => Arc::new(
-            AnyPolicy::parse(text).map_err(|e| AttestError::InvalidRequest(e.to_string()))?,
-        ),
-        None => s
-            .policy
-            .read()
-            .map_err(|_| AttestError::Internal)?
-            .policy
-            .clone(),
-    };
-    let mut claims = claims;
     policy.apply(&mut claims)?;
-    if let Some(text) = &req.draft_policy_for_attestation {
+    if req.draft_policy_for_attestation.is_some() {
         // MAA: the token of a draft policy "cannot be validated": it is not signed, and it
         // names the draft it was evaluated against.
-        claims["x-ms-policy-hash"] = json!(policy_hash(text));
         claims["x-ms-policy-draft"] = json!(true);
         return unsecured_jwt(&claims);
     }
@@ -670,12 +1326,12 @@ fn build_claims(
     runtime: Option<&[u8]>,
     init: Option<&[u8]>,
     now: i64,
+    policy_hash: &str,
 ) -> Value {
     let h = |d: &[u8]| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, d));
     let ttl = i64::try_from(s.config.token_ttl.as_secs()).unwrap_or(i64::MAX);
     let mut jti = [0u8; 32];
     let _ = aws_lc_rs::rand::fill(&mut jti);
-    let policy_hash = s.policy.read().map(|d| d.hash.clone()).unwrap_or_default();
     let mut c = json!({
         "iss": s.config.issuer,
         "iat": now,
@@ -775,8 +1431,10 @@ fn check_admin(s: &AttestState, headers: &HeaderMap) -> Result<(), AttestError> 
     }
 }
 
+/// `GET /policies/SgxEnclave`: the policy in force (admin token; with a store, 503
+/// `RuntimeStateUnavailable` until it was read and while it is stale).
 async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_admin(&s, &headers) {
+    if let Err(e) = check_admin(&s, &headers).and_then(|()| require_fresh(&s)) {
         return e.into_response();
     }
     let doc = match s.policy.read() {
@@ -813,10 +1471,31 @@ async fn get_policy(State(s): State<AttestState>, headers: HeaderMap) -> Respons
     .into_response()
 }
 
+/// A request body, or why axum refused it (over the route's limit: 413).
+type BodyResult = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body of a policy or signer change: at most [`MAX_MANAGEMENT_BODY_LEN`] bytes (the
+/// route's limit), else 413 with a JSON error.
+fn management_body(body: BodyResult) -> Result<Bytes, AttestError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AttestError::ChangeTooLarge(format!(
+                "request body exceeds the {MAX_MANAGEMENT_BODY_LEN}-byte limit of policy and signer changes (what the runtime state store can hold); nothing was changed"
+            ))
+        } else {
+            AttestError::InvalidRequest(e.body_text())
+        }
+    })
+}
+
 /// `PUT /policies/SgxEnclave`: plain YAML/JSON, or MAA's JWS form (unsigned or signed; see
 /// [`crate::policy_jws`]). The admin token is checked first.
-async fn put_policy(State(s): State<AttestState>, headers: HeaderMap, body: Bytes) -> Response {
-    match put_policy_inner(&s, &headers, &body) {
+async fn put_policy(
+    State(s): State<AttestState>,
+    headers: HeaderMap,
+    body: BodyResult,
+) -> Response {
+    match put_policy_inner(&s, &headers, body).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => {
             tracing::info!(error = %e, "policy update refused");
@@ -825,38 +1504,48 @@ async fn put_policy(State(s): State<AttestState>, headers: HeaderMap, body: Byte
     }
 }
 
-fn put_policy_inner(
+async fn put_policy_inner(
     s: &AttestState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: BodyResult,
 ) -> Result<Value, AttestError> {
     check_admin(s, headers)?;
-    // The signer set stays read-locked until the policy is in place: a signer removed
-    // meanwhile (`:remove` takes the write lock) cannot still install a policy. Lock order:
-    // signers, then policy.
-    let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
-    let decoded = policy_jws::decode(body, &signers)?;
-    let token_hash = decoded.token_hash();
-    let doc = PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
-    let request_signer = doc.signer_certificate.clone();
-    let result = install_policy(
-        s,
-        doc,
-        "Updated",
-        Some(token_hash),
-        request_signer.as_deref(),
-    )?;
-    drop(signers);
-    Ok(result)
+    let body = management_body(body)?;
+    let body = &body[..];
+    // Checked against the latest signer set, inside the change: a signer removed meanwhile
+    // (by any replica) cannot still install a policy. Logged once in force.
+    let answer = s
+        .change(|base, signers| {
+            let decoded = policy_jws::decode(body, signers)?;
+            let token_hash = decoded.token_hash();
+            let doc =
+                PolicyDoc::new(decoded).map_err(|e| AttestError::InvalidRequest(e.to_string()))?;
+            let answer = policy_answer(
+                s,
+                &doc,
+                "Updated",
+                Some(token_hash),
+                doc.signer_certificate.as_deref(),
+            )?;
+            let mut new = base.clone();
+            new.policy = Some(StoredPolicy {
+                body: doc.jws.clone().unwrap_or_else(|| doc.text.clone()),
+                hash: doc.hash.clone(),
+                // Verified against the signers after the stored changes.
+                signer_ops: base.signer_ops.len(),
+            });
+            Ok((new, answer))
+        })
+        .await?;
+    tracing::info!(hash = %answer["x-ms-policy-hash"], "attestation policy replaced");
+    Ok(answer)
 }
 
-/// Puts `doc` in force and answers with MAA's `PolicyResult` (`result`, the token hash if
-/// any, the signer of the request if signed) in a signed token, next to confcom's fields about
-/// the policy now in force. The caller holds the signer set read-locked (lock order: signers,
-/// then policy).
-fn install_policy(
+/// MAA's `PolicyResult` (`result`, the token hash if any, the signer of the request if
+/// signed) in a signed token, next to confcom's fields about `doc`, the policy put in force.
+fn policy_answer(
     s: &AttestState,
-    doc: PolicyDoc,
+    doc: &PolicyDoc,
     result: &'static str,
     token_hash: Option<String>,
     request_signer: Option<&[u8]>,
@@ -879,17 +1568,18 @@ fn install_policy(
     if let Some(h) = token_hash {
         answer["x-ms-policy-token-hash"] = json!(h);
     }
-    let mut g = s.policy.write().map_err(|_| AttestError::Internal)?;
-    tracing::info!(hash = %doc.hash, form = doc.form_name(), signer = ?doc.signer, result, "attestation policy replaced");
-    *g = doc;
     Ok(answer)
 }
 
 /// `POST /policies/SgxEnclave:reset`: MAA's JWS with an empty policy document, unsigned or
 /// signed under the same rules as a `PUT` body, puts the start-up policy back. The admin token
 /// is checked first.
-async fn reset_policy(State(s): State<AttestState>, headers: HeaderMap, body: Bytes) -> Response {
-    match reset_policy_inner(&s, &headers, &body) {
+async fn reset_policy(
+    State(s): State<AttestState>,
+    headers: HeaderMap,
+    body: BodyResult,
+) -> Response {
+    match reset_policy_inner(&s, &headers, body).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => {
             tracing::info!(error = %e, "policy reset refused");
@@ -898,27 +1588,33 @@ async fn reset_policy(State(s): State<AttestState>, headers: HeaderMap, body: By
     }
 }
 
-fn reset_policy_inner(
+async fn reset_policy_inner(
     s: &AttestState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: BodyResult,
 ) -> Result<Value, AttestError> {
     check_admin(s, headers)?;
-    // As in `put_policy_inner`: signers read-locked until the policy is in place.
-    let signers = s.signers.read().map_err(|_| AttestError::Internal)?;
-    let req = policy_jws::decode_reset(body, &signers)?;
-    tracing::info!(signer = ?req.signer, "attestation policy reset to the start-up policy");
-    // MAA's PolicyResult for a reset carries no `x-ms-policy-token-hash` (Azure's SDK tests
-    // expect none).
-    let result = install_policy(
-        s,
-        (*s.default_policy).clone(),
-        "Removed",
-        None,
-        req.signer_certificate.as_deref(),
-    )?;
-    drop(signers);
-    Ok(result)
+    let body = management_body(body)?;
+    let body = &body[..];
+    let (answer, signer) = s
+        .change(|base, signers| {
+            let req = policy_jws::decode_reset(body, signers)?;
+            // MAA's PolicyResult for a reset carries no `x-ms-policy-token-hash` (Azure's SDK
+            // tests expect none).
+            let answer = policy_answer(
+                s,
+                &s.default_policy,
+                "Removed",
+                None,
+                req.signer_certificate.as_deref(),
+            )?;
+            let mut new = base.clone();
+            new.policy = None;
+            Ok((new, (answer, req.signer)))
+        })
+        .await?;
+    tracing::info!(signer = ?signer, "attestation policy reset to the start-up policy");
+    Ok(answer)
 }
 
 async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Response {
@@ -957,9 +1653,11 @@ fn sign_claims(s: &AttestState, mut claims: Value) -> Result<String, AttestError
 
 /// `GET /certificates`: the current policy signer certificates, as MAA's
 /// `x-ms-policy-certificates` JWKS in a token (empty when not in isolated mode, as MAA answers
-/// for AAD-mode instances). Admin token, like `GET /policies/SgxEnclave`.
+/// for AAD-mode instances). Admin token, like `GET /policies/SgxEnclave`; with a store, 503
+/// `RuntimeStateUnavailable` until it was read and while it is stale.
 async fn get_certificates(State(s): State<AttestState>, headers: HeaderMap) -> Response {
     let result = check_admin(&s, &headers).and_then(|()| {
+        require_fresh(&s)?;
         let jwks = s.signers.read().map_err(|_| AttestError::Internal)?.jwks();
         certificates_token(&s, json!({ "x-ms-policy-certificates": jwks }))
     });
@@ -977,27 +1675,27 @@ enum CertificateChange {
 async fn add_certificate(
     State(s): State<AttestState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyResult,
 ) -> Response {
-    change_certificate(&s, &headers, &body, CertificateChange::Add)
+    change_certificate(&s, &headers, body, CertificateChange::Add).await
 }
 
 /// `POST /certificates:remove`: as `:add`, for the certificate to remove; the last one stays.
 async fn remove_certificate(
     State(s): State<AttestState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyResult,
 ) -> Response {
-    change_certificate(&s, &headers, &body, CertificateChange::Remove)
+    change_certificate(&s, &headers, body, CertificateChange::Remove).await
 }
 
-fn change_certificate(
+async fn change_certificate(
     s: &AttestState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: BodyResult,
     change: CertificateChange,
 ) -> Response {
-    match change_certificate_inner(s, headers, body, change) {
+    match change_certificate_inner(s, headers, body, change).await {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = %e, "policy signer certificate change refused");
@@ -1006,47 +1704,64 @@ fn change_certificate(
     }
 }
 
-fn change_certificate_inner(
+async fn change_certificate_inner(
     s: &AttestState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: BodyResult,
     change: CertificateChange,
 ) -> Result<Response, AttestError> {
     check_admin(s, headers)?;
+    let body = management_body(body)?;
+    let body = &body[..];
     if s.config.policy_signers.is_empty() {
         return Err(AttestError::NotIsolated);
     }
-    let (thumbprint, result) = {
-        // One write lock for the check and the change: a signer removed meanwhile cannot
-        // still sign.
-        let mut signers = s.signers.write().map_err(|_| AttestError::Internal)?;
-        let req = policy_jws::decode_certificate_request(body, &signers)?;
-        let thumbprint = policy_jws::sha1_thumbprint(&req.certificate);
-        let result = match change {
-            CertificateChange::Add => {
-                if signers.insert(req.certificate) {
-                    tracing::info!(certificate = %thumbprint, signer = %req.signer, "policy signer certificate added");
-                }
-                "IsPresent"
-            }
-            CertificateChange::Remove => {
-                if signers.contains(&req.certificate) {
-                    if signers.len() <= 1 {
+    // Checked against the latest signer set, inside the change: a signer removed meanwhile
+    // (by any replica) cannot still sign.
+    let (response, changed) = s
+        .change(|base, current| {
+            let req = policy_jws::decode_certificate_request(body, current)?;
+            let thumbprint = policy_jws::sha1_thumbprint(&req.certificate);
+            let mut signers = current.clone();
+            let (result, changed) = match change {
+                CertificateChange::Add => ("IsPresent", signers.insert(req.certificate)),
+                CertificateChange::Remove => {
+                    if signers.contains(&req.certificate) && signers.len() <= 1 {
                         return Err(AttestError::LastPolicySigner(thumbprint));
                     }
-                    signers.remove(&req.certificate);
-                    tracing::info!(certificate = %thumbprint, signer = %req.signer, "policy signer certificate removed");
+                    ("IsAbsent", signers.remove(&req.certificate))
                 }
-                "IsAbsent"
+            };
+            let answer = certificates_token(
+                s,
+                json!({
+                    "x-ms-certificate-thumbprint": &thumbprint,
+                    "x-ms-policycertificates-result": result,
+                }),
+            )?;
+            let mut new = base.clone();
+            if changed {
+                if base.signer_ops.len() >= MAX_SIGNER_OPS {
+                    return Err(AttestError::SignerHistoryFull);
+                }
+                // The request as received: replayed from the start-up signers at every load.
+                new.signer_ops.push(SignerOp {
+                    op: match change {
+                        CertificateChange::Add => SignerOpKind::Add,
+                        CertificateChange::Remove => SignerOpKind::Remove,
+                    },
+                    jws: req.jws.clone(),
+                });
             }
+            Ok((new, (answer, changed.then_some((thumbprint, req.signer)))))
+        })
+        .await?;
+    if let Some((certificate, signer)) = changed {
+        let action = match change {
+            CertificateChange::Add => "added",
+            CertificateChange::Remove => "removed",
         };
-        (thumbprint, result)
-    };
-    certificates_token(
-        s,
-        json!({
-            "x-ms-certificate-thumbprint": thumbprint,
-            "x-ms-policycertificates-result": result,
-        }),
-    )
+        tracing::info!(%certificate, %signer, action, "policy signer certificate changed");
+    }
+    Ok(response)
 }

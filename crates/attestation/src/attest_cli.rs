@@ -5,6 +5,8 @@
 //!     (--pccs-url URL | --collateral FILE...) [--root PEM] [--policy FILE]
 //!     [--signing-key FILE] [--verification-time UNIX_SECONDS] [--admin-token TOKEN]
 //!     [--policy-signer-cert PEM]...
+//!     [--state-dir DIR | --state-configmap NAME [--state-namespace NS]] [--state-poll-secs N]
+//!     [--state-max-staleness-secs N]
 //! ```
 
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use crate::attest::{self, AttestState};
 use crate::client::{CollateralClient, CollateralSource, RetryPolicy};
 use crate::clock::Clock;
 use crate::policy_jws::PolicySigners;
+use crate::runtime_state::RuntimeStore;
 use crate::token::KeyRing;
 use crate::verify::DcapVerifier;
 
@@ -82,6 +85,37 @@ pub struct ServeArgs {
     /// Attempts per collateral request.
     #[arg(long, env = "CONFCOM_ATTEST_COLLATERAL_ATTEMPTS", default_value_t = 3)]
     pub collateral_attempts: u32,
+    /// Keep run-time policy and signer changes in `runtime-state.json` in this directory
+    /// (one replica, or replicas on one host); default: in memory only.
+    #[arg(
+        long,
+        env = "CONFCOM_ATTEST_STATE_DIR",
+        conflicts_with = "state_configmap"
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// Keep run-time policy and signer changes in this ConfigMap (it must exist; needs `get`
+    /// and `update` on it), shared by all replicas.
+    #[arg(long, env = "CONFCOM_ATTEST_STATE_CONFIGMAP")]
+    pub state_configmap: Option<String>,
+    /// Namespace of --state-configmap; default: the Kubernetes client's (the pod's).
+    #[arg(
+        long,
+        env = "CONFCOM_ATTEST_STATE_NAMESPACE",
+        requires = "state_configmap"
+    )]
+    pub state_namespace: Option<String>,
+    /// Seconds between reads of the runtime state store: changes made through another
+    /// replica are in force here within this time.
+    #[arg(long, env = "CONFCOM_ATTEST_STATE_POLL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub state_poll_secs: u64,
+    /// Seconds without a successful read of the runtime state store after which the server
+    /// is not ready and refuses attestation (503) until the next one; 0: no limit.
+    #[arg(
+        long,
+        env = "CONFCOM_ATTEST_STATE_MAX_STALENESS",
+        default_value_t = 300
+    )]
+    pub state_max_staleness_secs: u64,
 }
 
 impl Default for ServeArgs {
@@ -104,12 +138,61 @@ impl Default for ServeArgs {
             token_ttl_secs: 8 * 3600,
             collateral_timeout_secs: 10,
             collateral_attempts: 3,
+            state_dir: None,
+            state_configmap: None,
+            state_namespace: None,
+            state_poll_secs: 5,
+            state_max_staleness_secs: 300,
         }
     }
 }
 
+/// The runtime state store of the arguments (`--state-dir` or `--state-configmap`), if any.
+pub async fn runtime_store(a: &ServeArgs) -> anyhow::Result<Option<RuntimeStore>> {
+    if let Some(dir) = &a.state_dir {
+        let store = crate::runtime_state::DirStore::new(dir);
+        store.check().context("--state-dir")?;
+        return Ok(Some(RuntimeStore::new(store)));
+    }
+    let Some(name) = &a.state_configmap else {
+        return Ok(None);
+    };
+    crate::install_crypto_provider();
+    let client = kube::Client::try_default()
+        .await
+        .context("Kubernetes client for --state-configmap")?;
+    let api = match &a.state_namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::default_namespaced(client),
+    };
+    Ok(Some(RuntimeStore::config_map(api, name)))
+}
+
 /// Builds the server state from the arguments (reads files; generates the key if needed).
+/// `--state-dir` is honoured; `--state-configmap` needs [`build_state_with_store`] (with
+/// [`runtime_store`]), as [`run`] does.
 pub fn build_state(a: &ServeArgs) -> anyhow::Result<AttestState> {
+    if a.state_configmap.is_some() {
+        anyhow::bail!("--state-configmap: build the store with runtime_store() first");
+    }
+    build_state_with_store(a, a.state_dir.as_ref().map(RuntimeStore::dir))
+}
+
+/// [`build_state`] with a runtime state store.
+pub fn build_state_with_store(
+    a: &ServeArgs,
+    runtime_store: Option<RuntimeStore>,
+) -> anyhow::Result<AttestState> {
+    if runtime_store.is_some()
+        && a.state_max_staleness_secs != 0
+        && a.state_max_staleness_secs < a.state_poll_secs.saturating_mul(2)
+    {
+        anyhow::bail!(
+            "--state-max-staleness-secs ({}) must be 0 or at least twice --state-poll-secs ({})",
+            a.state_max_staleness_secs,
+            a.state_poll_secs
+        );
+    }
     let clock = Clock::from_option(a.verification_time);
     let anchors = match &a.root {
         Some(p) => {
@@ -165,6 +248,9 @@ pub fn build_state(a: &ServeArgs) -> anyhow::Result<AttestState> {
         token_ttl: Duration::from_secs(a.token_ttl_secs),
         admin_token: a.admin_token.clone(),
         policy_signers,
+        runtime_store,
+        max_staleness: (a.state_max_staleness_secs > 0)
+            .then(|| Duration::from_secs(a.state_max_staleness_secs)),
     };
     AttestState::new(
         Arc::new(DcapVerifier::new(anchors)),
@@ -179,7 +265,26 @@ pub fn build_state(a: &ServeArgs) -> anyhow::Result<AttestState> {
 
 /// Runs `confcom attest serve` until SIGTERM/SIGINT.
 pub async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let state = build_state(&a)?;
+    let store = runtime_store(&a).await?;
+    let state = build_state_with_store(&a, store.clone())?;
+    if let Some(store) = &store {
+        match state.sync_runtime_state().await {
+            Ok(attest::SyncOutcome::Invalid(reason)) => {
+                tracing::error!(store = %store.describe(), %reason, "stored runtime state is invalid: not ready (attestation refused) until it is repaired");
+            }
+            Ok(outcome) => {
+                tracing::info!(store = %store.describe(), ?outcome, "runtime state store read");
+            }
+            Err(e) => {
+                tracing::error!(store = %store.describe(), error = %e, "runtime state store unreadable: not ready (attestation refused) until it can be read");
+            }
+        }
+        tokio::spawn(
+            state
+                .clone()
+                .run_runtime_sync(Duration::from_secs(a.state_poll_secs)),
+        );
+    }
     let tls = crate::server::load_tls(a.tls_cert.as_deref(), a.tls_key.as_deref())
         .context("TLS configuration")?;
     let listener = tokio::net::TcpListener::bind(a.listen)
@@ -220,6 +325,106 @@ mod tests {
             ..ServeArgs::default()
         };
         assert_eq!(format!("{parsed:?}"), format!("{expected:?}"));
+    }
+
+    #[test]
+    fn state_flags_are_exclusive_and_checked() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["serve", "--pccs-url", "http://p"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|c| c.args)
+        };
+        let a = parse(&["--state-dir", "/var/lib/x"]).unwrap();
+        assert_eq!(a.state_dir, Some(PathBuf::from("/var/lib/x")));
+        assert_eq!(a.state_poll_secs, 5);
+        let a = parse(&[
+            "--state-configmap",
+            "cm",
+            "--state-namespace",
+            "ns",
+            "--state-poll-secs",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.state_configmap.as_deref(), a.state_namespace.as_deref()),
+            (Some("cm"), Some("ns"))
+        );
+        assert_eq!(a.state_poll_secs, 2);
+        assert_eq!(a.state_max_staleness_secs, 300);
+        let a = parse(&["--state-dir", "d", "--state-max-staleness-secs", "0"]).unwrap();
+        assert_eq!(a.state_max_staleness_secs, 0);
+        for bad in [
+            &["--state-dir", "d", "--state-configmap", "cm"][..],
+            &["--state-namespace", "ns"],
+            &["--state-poll-secs", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_dir_writable_by_others_is_refused_at_start_up() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let args = ServeArgs {
+            state_dir: Some(state.clone()),
+            ..ServeArgs::default()
+        };
+        // Not there yet: created 0700 on the first write.
+        assert!(runtime_store(&args).await.unwrap().is_some());
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", runtime_store(&args).await.unwrap_err());
+        assert!(
+            err.contains("--state-dir")
+                && err.contains(&state.display().to_string())
+                && err.contains("0777"),
+            "{err}"
+        );
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(runtime_store(&args).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn build_state_with_a_state_dir_waits_for_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let collateral = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/dcap/dcap-qvl/sample/sgx_quote_collateral.json");
+        let args = ServeArgs {
+            collateral: vec![collateral],
+            signing_key: dir.path().join("k.pem"),
+            state_dir: Some(dir.path().join("state")),
+            ..ServeArgs::default()
+        };
+        // A staleness limit shorter than two polls would flap.
+        let err = build_state(&ServeArgs {
+            state_max_staleness_secs: 9,
+            ..args.clone()
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("twice --state-poll-secs"), "{err}");
+        let state = build_state(&args).unwrap();
+        assert!(!state.probes().is_ready());
+        state.sync_runtime_state().await.unwrap();
+        assert!(state.probes().is_ready());
+        // Without a state flag: in memory, ready at once.
+        let state = build_state(&ServeArgs {
+            state_dir: None,
+            ..args.clone()
+        })
+        .unwrap();
+        assert!(state.probes().is_ready());
+        let err = build_state(&ServeArgs {
+            state_dir: None,
+            state_configmap: Some("cm".into()),
+            ..args
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("runtime_store"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`attest`]: the attestation server (`confcom attest serve`): MAA's
 //!   `POST /attest/SgxEnclave`, JWKS, OpenID metadata, declarative policy.
 //! - [`attest_client`]: the `confcom attest` client.
+//! - [`runtime_state`]: the attestation server's run-time policy and signer changes, shared
+//!   by its replicas through a directory or a ConfigMap.
 //! - [`server`]: HTTP/HTTPS serving shared by both servers.
 
 pub mod attest;
@@ -22,6 +24,7 @@ pub mod pccs;
 pub mod pccs_cli;
 pub mod policy;
 pub mod policy_jws;
+pub mod runtime_state;
 pub mod server;
 pub mod store;
 pub mod token;

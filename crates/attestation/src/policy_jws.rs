@@ -366,6 +366,8 @@ pub struct CertificateRequest {
     pub certificate: Vec<u8>,
     /// Hex SHA-256 of the signing certificate (a current signer).
     pub signer: String,
+    /// The compact JWS as sent (without JSON string quotes or surrounding white space).
+    pub jws: String,
 }
 
 /// Unwraps and checks a `POST /certificates:add|remove` body: a compact JWS (optionally as a
@@ -378,16 +380,17 @@ pub fn decode_certificate_request(
     body: &[u8],
     signers: &PolicySigners,
 ) -> Result<CertificateRequest, Error> {
+    let jws = request_jws(
+        body,
+        "a policy certificate request is a compact JWS (header.payload.signature)",
+    )?;
     let Jws {
         header,
         alg,
         h,
         p,
         sig,
-    } = Jws::split(request_jws(
-        body,
-        "a policy certificate request is a compact JWS (header.payload.signature)",
-    )?)?;
+    } = Jws::split(jws)?;
     let signer = match alg.as_str() {
         "none" => return Err(Error::SignatureRequired),
         other => check_signed(signing_alg(other)?, &header, h, p, sig, signers, true)?.0,
@@ -415,6 +418,7 @@ pub fn decode_certificate_request(
     Ok(CertificateRequest {
         certificate,
         signer,
+        jws: jws.to_owned(),
     })
 }
 

@@ -3,7 +3,6 @@
 //! tokens verified with `jsonwebtoken` against `/certs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,27 +25,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 mod common;
-use common::{Signer, error_code, policy_payload};
-
-/// Set A (INDEX.md): a time inside the collateral's window.
-const T_A: i64 = 1_751_624_924;
-
-fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/dcap")
-        .join(rel)
-}
-
-fn quote_a() -> Vec<u8> {
-    std::fs::read(testdata("dcap-qvl/sample/sgx_quote")).unwrap()
-}
-
-fn bundle_a() -> CollateralBundle {
-    CollateralBundle::from_json(
-        &std::fs::read(testdata("dcap-qvl/sample/sgx_quote_collateral.json")).unwrap(),
-    )
-    .unwrap()
-}
+use common::{Signer, T_A, bundle_a, error_code, policy_payload, quote_a, testdata};
 
 /// A server on loopback that stops when the returned sender is dropped or fired.
 struct Running {

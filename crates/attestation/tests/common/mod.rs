@@ -1,12 +1,15 @@
-//! Helpers shared by the attestation integration tests: policy signer keys and certificates,
-//! and a policy-management router with its requests.
+//! Helpers shared by the attestation integration tests: the real quote and collateral of set
+//! A, policy signer keys and certificates, a policy-management router with its requests, and
+//! the checks of the run-time state store's refusals.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use attestation::Clock;
 use attestation::attest::{self, AttestState};
 use attestation::client::CollateralSource;
+use attestation::collateral::CollateralBundle;
 use attestation::policy_jws::PolicySigners;
 use attestation::token::KeyRing;
 use attestation::verify::DcapVerifier;
@@ -18,6 +21,54 @@ use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+/// Set A (INDEX.md): a time inside the collateral's window.
+pub const T_A: i64 = 1_751_624_924;
+
+/// A path under the repository's `testdata/dcap`.
+pub fn testdata(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/dcap")
+        .join(rel)
+}
+
+/// The real quote of set A.
+pub fn quote_a() -> Vec<u8> {
+    std::fs::read(testdata("dcap-qvl/sample/sgx_quote")).unwrap()
+}
+
+/// The collateral of set A.
+pub fn bundle_a() -> CollateralBundle {
+    CollateralBundle::from_json(
+        &std::fs::read(testdata("dcap-qvl/sample/sgx_quote_collateral.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Asserts a 503 `RuntimeStateUnavailable` refusal; returns its message.
+pub fn unavailable_message(status: StatusCode, v: &Value) -> String {
+    assert_eq!(
+        (status, error_code(v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "RuntimeStateUnavailable"),
+        "{v}"
+    );
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// Asserts a 503 `RuntimeStateUnavailable` refusal whose message says `says`; returns the
+/// message.
+pub fn assert_unavailable(status: StatusCode, v: &Value, says: &str) -> String {
+    let message = unavailable_message(status, v);
+    assert!(message.contains(says), "{message}");
+    message
+}
+
+/// Asserts the refusal of a change whose write may have been stored: 503, saying so and not
+/// claiming that nothing changed.
+pub fn assert_maybe_stored(status: StatusCode, v: &Value) {
+    let message = assert_unavailable(status, v, "may or may not have been stored");
+    assert!(!message.contains("nothing was changed"), "{message}");
+}
 
 /// The admin token of [`policy_app`].
 pub const ADMIN: &str = "s3cret";
