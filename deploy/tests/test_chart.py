@@ -111,6 +111,11 @@ def one(objs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]
     return found[0]
 
 
+def named(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in by_kind(objs, kind) if o["metadata"]["name"] == name]
+    return found
+
+
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return list(spec.get("initContainers", [])) + list(spec["containers"])
 
@@ -206,6 +211,9 @@ def test_helm_lint_strict_passes(scenario: str) -> None:
         {"pccs": {"mode": "req"}},
         {"devicePlugin": {"extraArgs": ["no-dashes"]}},
         {"attestation": {"policySignerCerts": ["not a certificate"]}},
+        {"attestation": {"runtimeState": {"pollSeconds": 0}}},
+        {"attestation": {"runtimeState": {"enabled": "yes"}}},
+        {"attestation": {"runtimeState": {"maxStalenessSeconds": -1}}},
         {"pccs": {"tls": {"enabled": True, "secretName": "typo"}}},
         {"pccs": {"tls": {"certManager": {"issuerRef": {"kind": "Vault"}}}}},
     ],
@@ -405,8 +413,12 @@ def test_node_registrar_rbac_is_least_privilege() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "confcom-device-plugin", "namespace": chartlib.NAMESPACE}
     ]
-    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
-    # Only the device plugin gets an API token.
+    # The only namespaced RBAC: the attestation service's runtime state ConfigMap
+    # (test_attestation_runtime_state_configmap).
+    assert [r["metadata"]["name"] for r in by_kind(objs, "Role")] == ["confcom-attestation-state"]
+    assert [r["metadata"]["name"] for r in by_kind(objs, "RoleBinding")] == ["confcom-attestation-state"]
+    # Only the device plugin gets an API token mounted everywhere (the attestation service
+    # projects one into one container: test_attestation_runtime_state_configmap).
     for sa in by_kind(objs, "ServiceAccount"):
         expected = sa["metadata"]["name"] == "confcom-device-plugin"
         assert sa["automountServiceAccountToken"] is expected, sa["metadata"]["name"]
@@ -713,11 +725,11 @@ def test_attestation_and_pccs() -> None:
     assert env["CONFCOM_ATTEST_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "attest-admin", "key": "token"}
     assert "confcom-attestation-signing-key" not in {s["metadata"]["name"] for s in by_kind(objs, "Secret")}
     assert next(v for v in pod_spec(att)["volumes"] if v["name"] == "signing-key")["secret"]["secretName"] == "my-key"
-    policy = yaml.safe_load(one(objs, "ConfigMap", "attestation")["data"]["policy.yaml"])
+    policy = yaml.safe_load(named(objs, "ConfigMap", "confcom-attestation-policy")["data"]["policy.yaml"])
     assert policy == SCENARIOS["policy-and-existing-key"]["attestation"]["policy"]
     # A string policy (MAA claim rules) is written as it is.
     objs = render("maa-policy")
-    assert one(objs, "ConfigMap", "attestation")["data"]["policy.yaml"].strip() == MAA_POLICY.strip()
+    assert named(objs, "ConfigMap", "confcom-attestation-policy")["data"]["policy.yaml"].strip() == MAA_POLICY.strip()
 
     objs = render("no-pccs")
     intel_pcs = "https://api.trustedservices.intel.com/sgx/certification/v4/"
@@ -855,6 +867,74 @@ def test_policy_signer_certificates() -> None:
     assert not [a for a in _args(att) if a.startswith("--policy-signer-cert")]
     assert "policy-signers" not in {v["name"] for v in pod_spec(att)["volumes"]}
     assert "confcom-attestation-policy-signers" not in {o["metadata"]["name"] for o in by_kind(objs, "ConfigMap")}
+
+
+def test_attestation_runtime_state_configmap() -> None:
+    objs = render("default")
+    att = one(objs, "Deployment", "attestation")
+    args = _args(att)
+    assert [a for a in args if a.startswith("--state-")] == [
+        "--state-configmap=confcom-attestation-state",
+        "--state-namespace=confcom-system",
+        "--state-poll-secs=5",
+        "--state-max-staleness-secs=300",
+    ]
+    spec = pod_spec(att)
+    assert spec["serviceAccountName"] == "confcom-attestation"
+    # No automounted token: a short-lived projected one, in the attestation container only.
+    assert spec["automountServiceAccountToken"] is False
+    assert named(objs, "ServiceAccount", "confcom-attestation")["automountServiceAccountToken"] is False
+    (vol,) = [v for v in spec["volumes"] if v["name"] == "kube-api-access"]
+    sources = vol["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    assert sources[1] == {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    assert sources[2]["downwardAPI"]["items"] == [
+        {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]
+    for scenario in ("default", "simulation"):
+        spec = pod_spec(one(render(scenario), "Deployment", "attestation"))
+        mounted = {c["name"]: [m for m in c.get("volumeMounts", []) if m["name"] == "kube-api-access"]
+                   for c in containers(spec)}
+        assert mounted.pop("attestation") == [{
+            "name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True}], scenario
+        assert mounted and not any(mounted.values()) if scenario == "simulation" else not mounted, mounted
+    # Rendered empty (the servers write it, upgrades leave it alone) and kept on uninstall.
+    cm = named(objs, "ConfigMap", "confcom-attestation-state")
+    assert "data" not in cm and "binaryData" not in cm
+    assert cm["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert cm["metadata"]["namespace"] == chartlib.NAMESPACE
+    # Least privilege: get and update of that one ConfigMap, for that one ServiceAccount.
+    role = named(objs, "Role", "confcom-attestation-state")
+    assert role["rules"] == [{
+        "apiGroups": [""], "resources": ["configmaps"],
+        "resourceNames": ["confcom-attestation-state"], "verbs": ["get", "update"],
+    }]
+    binding = named(objs, "RoleBinding", "confcom-attestation-state")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "confcom-attestation-state"}
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "confcom-attestation", "namespace": chartlib.NAMESPACE}]
+
+    objs = render_objects({"attestation": {"runtimeState": {"pollSeconds": 30, "maxStalenessSeconds": 0}}},
+                          namespace="kube-system")
+    args = _args(one(objs, "Deployment", "attestation"))
+    assert "--state-poll-secs=30" in args and "--state-namespace=kube-system" in args
+    assert "--state-max-staleness-secs=0" in args
+    # A limit shorter than two polls would flap: refused at render time.
+    with pytest.raises(Exception, match="at least twice pollSeconds"):
+        render_objects({"attestation": {"runtimeState": {"pollSeconds": 30, "maxStalenessSeconds": 40}}})
+
+    # Off: today's in-memory behaviour, no API token, no RBAC, no ConfigMap.
+    objs = render_objects({"attestation": {"runtimeState": {"enabled": False}}})
+    att = one(objs, "Deployment", "attestation")
+    assert not [a for a in _args(att) if a.startswith("--state-")]
+    assert pod_spec(att)["automountServiceAccountToken"] is False
+    assert named(objs, "ServiceAccount", "confcom-attestation")["automountServiceAccountToken"] is False
+    assert "kube-api-access" not in {v["name"] for v in pod_spec(att)["volumes"]}
+    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+    assert "confcom-attestation-state" not in {o["metadata"]["name"] for o in by_kind(objs, "ConfigMap")}
+    for o in objs:
+        validate(o)
 
 
 # --- samples -------------------------------------------------------------------------
@@ -1079,7 +1159,7 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
         if o["kind"] == "Secret":
             files[o["metadata"]["name"]] = {k: base64.b64decode(v) for k, v in o["data"].items()}
         elif o["kind"] == "ConfigMap":
-            files[o["metadata"]["name"]] = {k: v.encode() for k, v in o["data"].items()}
+            files[o["metadata"]["name"]] = {k: v.encode() for k, v in o.get("data", {}).items()}
     root = tmp_path / "fs"
 
     def place(spec: dict[str, Any], c: dict[str, Any]) -> None:
@@ -1128,6 +1208,11 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             if c["name"] == "device-plugin":
                 # Outside a cluster: no kubelet to register with, no API server for the registrar.
                 args = [a for a in args if a != "--register-node"]
+            if any(a.startswith("--state-configmap=") for a in args):
+                # Outside a cluster: no API server for the runtime state ConfigMap; the same
+                # state in a directory instead.
+                args = [a for a in args if not a.startswith(("--state-configmap=", "--state-namespace="))]
+                args.append(f"--state-dir={tmp_path / 'attestation-state'}")
             log = open(tmp_path / f"{c['name']}.log", "w")
             # The binary the container's command names (the device plugin's own), else `confcom`.
             p = subprocess.Popen([_binary_for(c), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -1151,6 +1236,10 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             except AssertionError as e:
                 raise AssertionError(f"{c['name']} {args}: {e}\n{(tmp_path / (c['name'] + '.log')).read_text()}")
             assert status == 200, c["name"]
+            if any(a.startswith("--state-dir=") for a in args):
+                # Ready once the runtime state was read.
+                ready = c["readinessProbe"]["httpGet"]["path"]
+                assert _wait_http(f"{scheme}://127.0.0.1:{port}{ready}", p, ca) == 200, c["name"]
             if ca:
                 # The served chain verifies for the Service name clients dial.
                 _check_served_certificate(port, ca, f"{o['metadata']['name']}.{chartlib.NAMESPACE}.svc")
