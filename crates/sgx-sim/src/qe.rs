@@ -6,8 +6,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use sgx_quote::quote::INTEL_QE_VENDOR_ID;
 use sgx_quote::{
     AttestationKeyType, Attributes, CertDataType, CertificationData, CpuSvn, MiscSelect, MrEnclave,
-    MrSigner, QeReportCertData, Quote, QuoteBody, QuoteHeader, QuoteSignature, Report, ReportBody,
-    ReportData, TargetInfo, TeeType,
+    MrSigner, QeReportCertData, QuoteBody, QuoteHeader, Report, ReportBody, ReportData, TargetInfo,
+    TeeType,
 };
 
 use crate::{Error, PlatformTcb, Result, SimPki};
@@ -58,9 +58,12 @@ pub struct SoftQe {
     att_pub: [u8; 64],
     pck_key: EcdsaKeyPair,
     chain_pem: Vec<u8>,
-    platform: PlatformTcb,
     qe_report: ReportBody,
-    qe_report_signature: [u8; 64],
+    /// The quote header: the same in every quote.
+    header: QuoteHeader,
+    /// Everything after the quote signature (attestation key, QE report, its signature, auth
+    /// data, PCK chain), preceded by the signature section's length: the same in every quote.
+    tail: Vec<u8>,
     rng: SystemRandom,
 }
 
@@ -75,6 +78,24 @@ impl std::fmt::Debug for SoftQe {
 fn key(pkcs8: &[u8], what: &'static str) -> Result<EcdsaKeyPair> {
     EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
         .map_err(|_| Error::Crypto { what })
+}
+
+/// The header of every quote of a QE on `platform`.
+fn header(platform: &PlatformTcb) -> QuoteHeader {
+    let mut user_data = [0u8; 20];
+    if let Some(qe_id) = user_data.get_mut(..16) {
+        let h = digest(&SHA256, &platform.ppid);
+        qe_id.copy_from_slice(h.as_ref().get(..16).unwrap_or(&[0; 16]));
+    }
+    QuoteHeader {
+        version: 3,
+        att_key_type: AttestationKeyType::EcdsaP256,
+        tee_type: TeeType::Sgx,
+        qe_svn: QE_ISV_SVN,
+        pce_svn: platform.pce_svn,
+        qe_vendor_id: INTEL_QE_VENDOR_ID,
+        user_data,
+    }
 }
 
 fn sign(k: &EcdsaKeyPair, rng: &SystemRandom, msg: &[u8]) -> Result<[u8; 64]> {
@@ -112,7 +133,7 @@ impl SoftQe {
         if let Some(head) = report_data.get_mut(..32) {
             head.copy_from_slice(digest(&SHA256, &hashed).as_ref());
         }
-        let platform = pki.platform.clone();
+        let platform = &pki.platform;
         let qe_report = ReportBody {
             cpu_svn: CpuSvn(platform.cpu_svn),
             misc_select: MiscSelect(0),
@@ -125,16 +146,40 @@ impl SoftQe {
             ..ReportBody::default()
         };
         let rng = SystemRandom::new();
-        let qe_report_signature = sign(&pck_key, &rng, &qe_report.to_bytes())?;
+        let qe_report_raw = qe_report.to_bytes();
+        let qe_report_signature = sign(&pck_key, &rng, &qe_report_raw)?;
+        let chain_pem = pki.pck_chain_pem().into_bytes();
+        let header = header(platform);
+        let mut section = Vec::with_capacity(chain_pem.len().saturating_add(1024));
+        section.extend_from_slice(&att_pub);
+        QeReportCertData {
+            qe_report,
+            qe_report_raw: &qe_report_raw,
+            qe_report_signature,
+            qe_auth_data: &QE_AUTH_DATA,
+            certification: CertificationData {
+                cert_type: CertDataType::PckCertChain,
+                data: &chain_pem,
+            },
+        }
+        .write(&mut section);
+        // The signature section: its length, the signature (per quote), then `section`.
+        let section_len =
+            u32::try_from(section.len().saturating_add(64)).map_err(|_| Error::Crypto {
+                what: "quote signature section length",
+            })?;
+        let mut tail = Vec::with_capacity(section.len().saturating_add(4));
+        tail.extend_from_slice(&section_len.to_le_bytes());
+        tail.extend_from_slice(&section);
         Ok(Self {
             att_key,
             att_key_pkcs8: att_key_pkcs8.to_vec(),
             att_pub,
             pck_key,
-            chain_pem: pki.pck_chain_pem().into_bytes(),
-            platform,
+            chain_pem,
             qe_report,
-            qe_report_signature,
+            header,
+            tail,
             rng,
         })
     }
@@ -178,23 +223,6 @@ impl SoftQe {
         &self.qe_report
     }
 
-    fn header(&self) -> QuoteHeader {
-        let mut user_data = [0u8; 20];
-        if let Some(qe_id) = user_data.get_mut(..16) {
-            let h = digest(&SHA256, &self.platform.ppid);
-            qe_id.copy_from_slice(h.as_ref().get(..16).unwrap_or(&[0; 16]));
-        }
-        QuoteHeader {
-            version: 3,
-            att_key_type: AttestationKeyType::EcdsaP256,
-            tee_type: TeeType::Sgx,
-            qe_svn: QE_ISV_SVN,
-            pce_svn: self.platform.pce_svn,
-            qe_vendor_id: INTEL_QE_VENDOR_ID,
-            user_data,
-        }
-    }
-
     /// Size in bytes of every quote this QE produces.
     #[must_use]
     pub fn quote_size(&self) -> usize {
@@ -210,31 +238,17 @@ impl SoftQe {
     /// # Errors
     /// Signing failures.
     pub fn quote(&self, app: &ReportBody) -> Result<Vec<u8>> {
-        let header = self.header();
-        let body = QuoteBody::Sgx(*app);
-        let signed = Quote::signed_bytes(&header, &body);
-        let quote_signature = sign(&self.att_key, &self.rng, &signed)?;
-        let qe_report_raw = self.qe_report.to_bytes();
-        let quote = Quote {
-            header,
-            body,
-            signed_region: &signed,
-            signature: QuoteSignature {
-                quote_signature,
-                attestation_key: self.att_pub,
-                qe: QeReportCertData {
-                    qe_report: self.qe_report,
-                    qe_report_raw: &qe_report_raw,
-                    qe_report_signature: self.qe_report_signature,
-                    qe_auth_data: &QE_AUTH_DATA,
-                    certification: CertificationData {
-                        cert_type: CertDataType::PckCertChain,
-                        data: &self.chain_pem,
-                    },
-                },
-            },
-        };
-        Ok(quote.encode())
+        // Header and body are what the attestation key signs; everything after the signature
+        // was encoded once, in `new`.
+        let mut out = Vec::with_capacity(self.quote_size());
+        self.header.write(&mut out);
+        QuoteBody::Sgx(*app).write(&mut out);
+        let quote_signature = sign(&self.att_key, &self.rng, &out)?;
+        let (section_len, section) = self.tail.split_at(4);
+        out.extend_from_slice(section_len);
+        out.extend_from_slice(&quote_signature);
+        out.extend_from_slice(section);
+        Ok(out)
     }
 
     /// A QE REPORT for the `qe_report_info` exchange: the QE report body with

@@ -32,6 +32,24 @@ fn simulated_quote_is_well_formed_and_signed() {
     let q = Quote::parse(&quote).unwrap();
     assert_eq!(q.encode(), quote);
     assert_eq!(q.sgx_report_body(), Some(&app_body()));
+    // The header: a v3 ECDSA SGX quote whose QE ID is the first 16 bytes of SHA-256(PPID).
+    assert_eq!(
+        (q.header.version, q.header.pce_svn),
+        (3, sim.pki.platform.pce_svn)
+    );
+    let ppid_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &sim.pki.platform.ppid);
+    assert_eq!(&q.header.user_data[..16], &ppid_hash.as_ref()[..16]);
+    assert_eq!(q.header.user_data[16..], [0; 4]);
+    assert_eq!(q.signature.attestation_key, sim.qe.attestation_public_key());
+    assert_eq!(&q.signature.qe.qe_report, sim.qe.qe_report());
+    // Another app's quote differs in the body and the signature only.
+    let mut other_body = app_body();
+    other_body.mr_enclave = MrEnclave([0x33; 32]);
+    let other = sim.qe.quote(&other_body).unwrap();
+    assert_eq!(other.len(), quote.len());
+    assert_eq!(other[..48], quote[..48]);
+    assert_ne!(other[48..432], quote[48..432]);
+    assert_eq!(other[436 + 64..], quote[436 + 64..]);
     // Attestation key signs header ‖ body.
     let mut key = vec![4u8];
     key.extend_from_slice(&q.signature.attestation_key);
