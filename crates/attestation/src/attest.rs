@@ -4,7 +4,9 @@
 //! `POST /policies/SgxEnclave:reset` (admin token; answers carry MAA's `PolicyResult` token),
 //! MAA's policy management certificates `GET /certificates`, `POST /certificates:add` and
 //! `POST /certificates:remove` (admin token, then a JWS from a current policy signer),
-//! `POST /keys:rotate` (admin token), and probes/metrics.
+//! `POST /keys:rotate` (admin token; 409 for a key managed outside the server or shared by
+//! replicas through a ConfigMap store, which rotate through the key files:
+//! [`AttestState::reload_signing_keys`]), and probes/metrics.
 //!
 //! Policy and signer changes go through a runtime state store when one is configured
 //! ([`Config::runtime_store`], [`crate::runtime_state`]): written there first, then in force
@@ -39,7 +41,7 @@ use crate::runtime_state::{
     BasedOn, MAX_DOCUMENT_LEN, MAX_SIGNER_OPS, RuntimeState, RuntimeStore, SignerOp, SignerOpKind,
     StoreError, StoredPolicy,
 };
-use crate::token::KeyRing;
+use crate::token::{KeyRing, Reload};
 use crate::verify::{QuoteVerifier, VerifiedQuote, VerifyFailure};
 
 /// Claim: Intel TCB status of the platform and QE ("UpToDate", ...).
@@ -137,6 +139,25 @@ pub enum AttestError {
     /// Endpoint not configured.
     #[error("{0}")]
     NotConfigured(&'static str),
+    /// `POST /keys:rotate` of a key managed outside the server (read-only, a Secret).
+    #[error(
+        "the token signing key is managed outside this server (read-only, e.g. a Kubernetes Secret): rotate it by updating the Secret in two steps: first add the new key as retired-next.pem and wait until every replica publishes it (the kubelet's Secret sync plus one poll), then put the new key in key.pem and keep the old one as retired-<anything>.pem for the token lifetime plus a margin after the last replica reloaded (docs/operators.md, \"Rotating the token signing key\")"
+    )]
+    KeyRotationManagedExternally,
+    /// `POST /keys:rotate` with a runtime state store shared by replicas (a ConfigMap): a
+    /// rotation would change only this replica's key.
+    #[error(
+        "replicas share state (a ConfigMap runtime state store): a rotation here would change only this replica's key, whose tokens the others would not publish; rotate the key through a Secret mounted in every replica with --signing-key-read-only, in two steps: first add the new key as retired-next.pem, once every replica publishes it put it in key.pem and keep the old one as retired-<anything>.pem"
+    )]
+    KeyRotationNotShared,
+    /// `POST /keys:rotate` refused: the key file no longer holds the key in force.
+    #[error(
+        "the signing key file no longer holds the key in force (it was changed outside this server; the next reread of the file puts it in force): nothing was changed"
+    )]
+    KeyFileChanged,
+    /// `POST /keys:rotate` failed on the file system (the cause class; details are logged).
+    #[error("key rotation failed: {0}; nothing was changed")]
+    KeyRotationFailed(&'static str),
     /// Something failed inside the server (details are logged).
     #[error("internal error")]
     Internal,
@@ -182,6 +203,12 @@ impl AttestError {
                 (StatusCode::SERVICE_UNAVAILABLE, "RuntimeStateUnavailable")
             }
             Self::NotConfigured(_) => (StatusCode::NOT_FOUND, "NotConfigured"),
+            Self::KeyRotationManagedExternally => {
+                (StatusCode::CONFLICT, "KeyRotationManagedExternally")
+            }
+            Self::KeyRotationNotShared => (StatusCode::CONFLICT, "KeyRotationNotShared"),
+            Self::KeyFileChanged => (StatusCode::CONFLICT, "KeyFileChanged"),
+            Self::KeyRotationFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "KeyRotationFailed"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -232,6 +259,8 @@ struct Metrics {
     state_writes: Family<ResultLabel, Counter>,
     /// UNIX time of the last successful read of the runtime state store.
     state_last_sync: Gauge,
+    /// Reloads of changed signing key files, by result.
+    key_reloads: Family<ResultLabel, Counter>,
     /// The counters every successful request touches, looked up once.
     requests_ok: Counter,
     collateral_hit: Counter,
@@ -258,7 +287,13 @@ impl Metrics {
             state_syncs: Family::default(),
             state_writes: Family::default(),
             state_last_sync: Gauge::default(),
+            key_reloads: Family::default(),
         };
+        registry.register(
+            "signing_key_reloads",
+            "reloads of changed token signing key files by result (ok; error: the keys in force stay)",
+            m.key_reloads.clone(),
+        );
         registry.register(
             "runtime_state_last_sync_timestamp_seconds",
             "UNIX time of the last successful read of the runtime state store (0: none yet)",
@@ -449,6 +484,8 @@ pub struct AttestState {
     /// staleness check made on the timestamp before a successful read cannot mark the server
     /// not ready after that read marked it ready.
     readiness: Arc<std::sync::Mutex<()>>,
+    /// The last signing key reload error logged (logged again only when it changes).
+    key_reload_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The run-time changes in force on this replica.
@@ -524,6 +561,14 @@ impl AttestState {
         probes.set_ready(loaded);
         let startup = PolicyDoc::from_startup(policy_text, &config.policy_signers)?;
         let based_on = BasedOn::new(policy_text, &config.policy_signers);
+        // Retired key files skipped at load: logged and counted as reload errors.
+        for e in keys.take_load_errors() {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "retired token signing key file skipped: it cannot be read or is not a PKCS#8 P-256 key");
+            metrics
+                .key_reloads
+                .get_or_create(&ResultLabel { result: "error" })
+                .inc();
+        }
         Ok(Self {
             verifier,
             collateral: Arc::new(collateral),
@@ -547,6 +592,7 @@ impl AttestState {
             epoch: Instant::now(),
             last_sync_ms: Arc::new(AtomicU64::new(0)),
             readiness: Arc::new(std::sync::Mutex::new(())),
+            key_reload_error: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -560,6 +606,66 @@ impl AttestState {
     #[must_use]
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// Reloads the signing key files if they changed ([`KeyRing::reload`]): logs a new
+    /// current key at info with both `kid`s, and a failure as an error (the keys in force
+    /// stay), counted in `signing_key_reloads` (changes only: `ok`, or `error` at every poll
+    /// while the files are unreadable or invalid). The poll step of
+    /// [`Self::run_signing_key_reload`], callable directly.
+    pub fn reload_signing_keys(&self) -> Result<Reload, crate::token::Error> {
+        let outcome = self.keys.reload();
+        let mut logged = self
+            .key_reload_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if outcome.is_ok() {
+            *logged = None;
+        }
+        let result = match &outcome {
+            Ok(Reload::Unchanged) => return outcome,
+            Ok(Reload::KeyChanged { previous, kid }) => {
+                tracing::info!(%previous, %kid, "token signing key changed: the new key signs, the previous one stays published");
+                "ok"
+            }
+            Ok(_) => {
+                tracing::info!(kid = %self.keys.kid(), "retired token signing keys reloaded");
+                "ok"
+            }
+            Err(e) if logged.as_deref() == Some(&e.to_string()) => {
+                tracing::debug!(error = %e, "token signing key files still unreadable or invalid");
+                "error"
+            }
+            Err(e) => {
+                *logged = Some(e.to_string());
+                let path = self.keys.path().map(|p| p.display().to_string());
+                tracing::error!(error = %e, source = ?std::error::Error::source(e), ?path, kid = %self.keys.kid(), "token signing key files unreadable or invalid: keeping the keys in force");
+                "error"
+            }
+        };
+        self.metrics
+            .key_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        outcome
+    }
+
+    /// Calls [`Self::reload_signing_keys`] every `every` until dropped (a no-op for keys not
+    /// from files).
+    pub async fn run_signing_key_reload(self, every: Duration) {
+        if self.keys.path().is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: the files were just read.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            // The file reads off the async workers.
+            let s = self.clone();
+            let _ = tokio::task::spawn_blocking(move || s.reload_signing_keys()).await;
+        }
     }
 
     /// Reads the runtime state store and puts a newer stored state in force, after checking it
@@ -1617,16 +1723,70 @@ async fn reset_policy_inner(
     Ok(answer)
 }
 
+/// `POST /keys:rotate`: a new signing key, the old one kept in the JWKS. Only for a key this
+/// server owns alone: refused (409) for a key managed outside it (read-only) and when
+/// replicas share state (a ConfigMap runtime state store), where the key files are rotated
+/// instead; also (409) when the key file no longer holds the key in force.
 async fn rotate_key(State(s): State<AttestState>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_admin(&s, &headers) {
-        return e.into_response();
-    }
-    match s.keys.rotate() {
+    match rotate_key_inner(&s, &headers).await {
         Ok(kid) => axum::Json(json!({ "kid": kid })).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "key rotation failed");
-            AttestError::Internal.into_response()
+            if !matches!(e, AttestError::KeyRotationFailed(_)) {
+                tracing::info!(error = %e, "key rotation refused");
+            }
+            e.into_response()
         }
+    }
+}
+
+async fn rotate_key_inner(s: &AttestState, headers: &HeaderMap) -> Result<String, AttestError> {
+    check_admin(s, headers)?;
+    if s.keys.is_read_only() {
+        return Err(AttestError::KeyRotationManagedExternally);
+    }
+    if s.config
+        .runtime_store
+        .as_ref()
+        .is_some_and(RuntimeStore::is_shared_by_replicas)
+    {
+        return Err(AttestError::KeyRotationNotShared);
+    }
+    let previous = s.keys.kid();
+    let keys = s.keys.clone();
+    // The file I/O off the async workers.
+    let rotated = tokio::task::spawn_blocking(move || keys.rotate())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "key rotation task failed");
+            AttestError::Internal
+        })?;
+    let kid = rotated.map_err(|e| {
+        if matches!(e, crate::token::Error::KeyFileChanged { .. }) {
+            tracing::warn!(error = %e, "key rotation refused");
+            return AttestError::KeyFileChanged;
+        }
+        let path = s.keys.path().map(|p| p.display().to_string());
+        tracing::error!(error = %e, source = ?std::error::Error::source(&e), ?path, "key rotation failed");
+        AttestError::KeyRotationFailed(rotation_failure_class(&e))
+    })?;
+    tracing::info!(%previous, %kid, "token signing key rotated");
+    Ok(kid)
+}
+
+/// The cause class of a failed rotation, for the client (the details are logged).
+fn rotation_failure_class(e: &crate::token::Error) -> &'static str {
+    use std::io::ErrorKind;
+    if !matches!(e, crate::token::Error::Io { .. }) {
+        return "the new key could not be made";
+    }
+    match e.io_kind() {
+        Some(ErrorKind::ReadOnlyFilesystem) => {
+            "the key file is on a read-only file system (a mounted Secret? start with --signing-key-read-only and rotate by updating the key file)"
+        }
+        Some(ErrorKind::PermissionDenied) => "permission denied on the key file or its directory",
+        Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => "no space left for the key file",
+        Some(ErrorKind::NotFound) => "the key file or its directory is missing",
+        _ => "a file system error on the key file",
     }
 }
 
@@ -1764,4 +1924,42 @@ async fn change_certificate_inner(
         tracing::info!(%certificate, %signer, action, "policy signer certificate changed");
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rotation_names_its_cause_class() {
+        use std::io::{Error as IoError, ErrorKind};
+        let io = |kind| crate::token::Error::Io {
+            path: "/etc/confcom/signing/key.pem".into(),
+            source: IoError::from(kind),
+        };
+        let class = rotation_failure_class(&io(ErrorKind::ReadOnlyFilesystem));
+        assert!(
+            class.contains("read-only file system") && class.contains("--signing-key-read-only"),
+            "{class}"
+        );
+        assert!(
+            rotation_failure_class(&io(ErrorKind::PermissionDenied)).contains("permission denied")
+        );
+        assert!(rotation_failure_class(&io(ErrorKind::StorageFull)).contains("no space"));
+        assert!(rotation_failure_class(&io(ErrorKind::Other)).contains("file system error"));
+        assert!(
+            rotation_failure_class(&crate::token::Error::Generate).contains("could not be made")
+        );
+        let e = AttestError::KeyRotationFailed(rotation_failure_class(&io(
+            ErrorKind::ReadOnlyFilesystem,
+        )));
+        assert_eq!(
+            e.code(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "KeyRotationFailed")
+        );
+        assert!(
+            !e.to_string().contains("/etc/confcom"),
+            "no paths to clients: {e}"
+        );
+    }
 }

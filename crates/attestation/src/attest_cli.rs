@@ -3,7 +3,9 @@
 //! ```text
 //! confcom attest serve --listen ADDR [--tls-cert PEM --tls-key PEM]
 //!     (--pccs-url URL | --collateral FILE...) [--root PEM] [--policy FILE]
-//!     [--signing-key FILE] [--verification-time UNIX_SECONDS] [--admin-token TOKEN]
+//!     [--signing-key FILE [--signing-key-read-only] [--signing-key-poll-secs N]
+//!      [--signing-key-retention-margin-secs N]]
+//!     [--verification-time UNIX_SECONDS] [--admin-token TOKEN]
 //!     [--policy-signer-cert PEM]...
 //!     [--state-dir DIR | --state-configmap NAME [--state-namespace NS]] [--state-poll-secs N]
 //!     [--state-max-staleness-secs N]
@@ -59,13 +61,35 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub policy_signer_certs: Vec<PathBuf>,
-    /// Token signing key (PKCS#8 P-256 PEM); generated and saved there if missing.
+    /// Token signing key (PKCS#8 P-256 PEM); generated and saved there if missing (unless
+    /// --signing-key-read-only). Retired keys, still published in /certs:
+    /// `FILE.retired/*.pem`, and with --signing-key-read-only also `retired-*.pem` beside
+    /// FILE (a Secret's entries).
     #[arg(
         long,
         env = "CONFCOM_ATTEST_SIGNING_KEY",
         default_value = "attest-signing-key.pem"
     )]
     pub signing_key: PathBuf,
+    /// The signing key is managed outside the server (e.g. a Kubernetes Secret): never
+    /// generated or written (a missing file is an error), `POST /keys:rotate` answers 409;
+    /// rotate by updating the files in two steps (first the new key as `retired-next.pem`;
+    /// once every replica publishes it, the new key in FILE and the old one as
+    /// `retired-<any>.pem`).
+    #[arg(long, env = "CONFCOM_ATTEST_SIGNING_KEY_READ_ONLY")]
+    pub signing_key_read_only: bool,
+    /// Seconds between checks of the signing key files: a changed key signs from then on,
+    /// the previous one stays published (0: never reread).
+    #[arg(long, env = "CONFCOM_ATTEST_SIGNING_KEY_POLL", default_value_t = 10)]
+    pub signing_key_poll_secs: u64,
+    /// Seconds a replaced signing key stays published (from memory, even if no file holds
+    /// it) beyond the token lifetime (--token-ttl-secs): clock skew, caches of /certs.
+    #[arg(
+        long,
+        env = "CONFCOM_ATTEST_SIGNING_KEY_RETENTION_MARGIN",
+        default_value_t = 900
+    )]
+    pub signing_key_retention_margin_secs: u64,
     /// Fix the verification clock (UNIX seconds): audits of old quotes, tests.
     #[arg(long, env = "CONFCOM_ATTEST_VERIFICATION_TIME")]
     pub verification_time: Option<i64>,
@@ -132,6 +156,9 @@ impl Default for ServeArgs {
             policy: None,
             policy_signer_certs: Vec::new(),
             signing_key: PathBuf::from("attest-signing-key.pem"),
+            signing_key_read_only: false,
+            signing_key_poll_secs: 10,
+            signing_key_retention_margin_secs: 900,
             verification_time: None,
             admin_token: None,
             issuer: None,
@@ -233,8 +260,17 @@ pub fn build_state_with_store(
     if !policy_signers.is_empty() && a.admin_token.is_none() {
         tracing::warn!("--policy-signer-cert without --admin-token: policy updates are disabled");
     }
-    let keys = KeyRing::load_or_create(&a.signing_key)
-        .with_context(|| format!("signing key {}", a.signing_key.display()))?;
+    let keys = if a.signing_key_read_only {
+        KeyRing::load_read_only(&a.signing_key)
+    } else {
+        KeyRing::load_or_create(&a.signing_key)
+    }
+    .with_context(|| format!("--signing-key {}", a.signing_key.display()))?
+    // Tokens signed by a key replaced at run time verify until they expire, plus a margin.
+    .with_retention(Duration::from_secs(
+        a.token_ttl_secs
+            .saturating_add(a.signing_key_retention_margin_secs),
+    ));
     let scheme = if a.tls_cert.is_some() {
         "https"
     } else {
@@ -285,12 +321,19 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 .run_runtime_sync(Duration::from_secs(a.state_poll_secs)),
         );
     }
+    if a.signing_key_poll_secs > 0 {
+        tokio::spawn(
+            state
+                .clone()
+                .run_signing_key_reload(Duration::from_secs(a.signing_key_poll_secs)),
+        );
+    }
     let tls = crate::server::load_tls(a.tls_cert.as_deref(), a.tls_key.as_deref())
         .context("TLS configuration")?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
-    tracing::info!(addr = %a.listen, tls = tls.is_some(), kid = %state.keys().kid(), "attestation server listening");
+    tracing::info!(addr = %a.listen, tls = tls.is_some(), kid = %state.keys().kid(), signing_key_read_only = a.signing_key_read_only, "attestation server listening");
     crate::server::serve(
         listener,
         attest::router(state),

@@ -280,6 +280,11 @@ pub trait StateBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<String, StoreError>>;
     /// Where the state lives, for logs.
     fn describe(&self) -> String;
+    /// Whether several replicas may share the state (the default): a [`DirStore`] is one
+    /// replica's.
+    fn shared_by_replicas(&self) -> bool {
+        true
+    }
 }
 
 /// A shared handle on a [`StateBackend`], each read and write bounded by a timeout
@@ -312,6 +317,12 @@ impl RuntimeStore {
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Whether several replicas may share the state ([`StateBackend::shared_by_replicas`]).
+    #[must_use]
+    pub fn is_shared_by_replicas(&self) -> bool {
+        self.backend.shared_by_replicas()
     }
 
     /// A [`DirStore`] in `dir`.
@@ -578,6 +589,11 @@ impl StateBackend for DirStore {
 
     fn describe(&self) -> String {
         self.path().display().to_string()
+    }
+
+    /// One replica's (a local directory).
+    fn shared_by_replicas(&self) -> bool {
+        false
     }
 }
 
