@@ -214,6 +214,8 @@ def test_helm_lint_strict_passes(scenario: str) -> None:
         {"attestation": {"runtimeState": {"pollSeconds": 0}}},
         {"attestation": {"runtimeState": {"enabled": "yes"}}},
         {"attestation": {"runtimeState": {"maxStalenessSeconds": -1}}},
+        {"attestation": {"signingKey": {"pollSeconds": -1}}},
+        {"attestation": {"signingKey": {"rotate": True}}},
         {"pccs": {"tls": {"enabled": True, "secretName": "typo"}}},
         {"pccs": {"tls": {"certManager": {"issuerRef": {"kind": "Vault"}}}}},
     ],
@@ -694,6 +696,11 @@ def test_attestation_and_pccs() -> None:
     assert args[:2] == ["attest", "serve"]
     assert "--pccs-url=http://confcom-pccs.confcom-system.svc:8081/sgx/certification/v4/" in args
     assert "--signing-key=/etc/confcom/signing/key.pem" in args
+    # The key is the Secret's, mounted read-only: never written, rotated by updating the
+    # Secret, reread by every replica (docs/operators.md, "Rotating the token signing key").
+    assert "--signing-key-read-only" in args and "--signing-key-poll-secs=10" in args
+    mount = next(m for m in pod_spec(att)["containers"][0]["volumeMounts"] if m["name"] == "signing-key")
+    assert mount == {"name": "signing-key", "mountPath": "/etc/confcom/signing", "readOnly": True}
     assert "--issuer=http://confcom-attestation.confcom-system.svc:8080" in args
     assert "CONFCOM_ATTEST_ADMIN_TOKEN" not in {e["name"] for e in pod_spec(att)["containers"][0]["env"]}
     key = next(v for v in pod_spec(att)["volumes"] if v["name"] == "signing-key")
@@ -725,6 +732,11 @@ def test_attestation_and_pccs() -> None:
     assert env["CONFCOM_ATTEST_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "attest-admin", "key": "token"}
     assert "confcom-attestation-signing-key" not in {s["metadata"]["name"] for s in by_kind(objs, "Secret")}
     assert next(v for v in pod_spec(att)["volumes"] if v["name"] == "signing-key")["secret"]["secretName"] == "my-key"
+    assert "--signing-key-read-only" in _args(att)
+    # The whole Secret is mounted (no `items`, no subPath): its retired-*.pem entries are
+    # files beside key.pem, and the kubelet updates them in place.
+    assert "items" not in next(v for v in pod_spec(att)["volumes"] if v["name"] == "signing-key")["secret"]
+    assert all("subPath" not in m for m in pod_spec(att)["containers"][0]["volumeMounts"])
     policy = yaml.safe_load(named(objs, "ConfigMap", "confcom-attestation-policy")["data"]["policy.yaml"])
     assert policy == SCENARIOS["policy-and-existing-key"]["attestation"]["policy"]
     # A string policy (MAA claim rules) is written as it is.
@@ -1096,6 +1108,15 @@ def test_chart_passes_only_flags_the_binary_knows() -> None:
     assert not missing, "flags the chart passes but the binary does not know:\n" + "\n".join(missing)
 
 
+def _signing_key_pem() -> bytes:
+    """A fresh token signing key, as the chart generates one (a default render's Secret)."""
+    import base64
+
+    secret = next(s for s in by_kind(render("default"), "Secret")
+                  if s["metadata"]["name"].endswith("-attestation-signing-key"))
+    return base64.b64decode(secret["data"]["key.pem"])
+
+
 def _free_port() -> int:
     import socket
 
@@ -1160,6 +1181,11 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             files[o["metadata"]["name"]] = {k: base64.b64decode(v) for k, v in o["data"].items()}
         elif o["kind"] == "ConfigMap":
             files[o["metadata"]["name"]] = {k: v.encode() for k, v in o.get("data", {}).items()}
+    existing_key = SCENARIOS[scenario].get("attestation", {}).get("signingKey", {}).get("existingSecret")
+    if existing_key:
+        # The user's Secret (not rendered; the service never generates the key): a key as
+        # the chart would make one.
+        files[existing_key] = {"key.pem": _signing_key_pem()}
     root = tmp_path / "fs"
 
     def place(spec: dict[str, Any], c: dict[str, Any]) -> None:
@@ -1281,3 +1307,119 @@ def test_rendered_services_start_with_the_real_binary(scenario: str, tmp_path: A
             except subprocess.TimeoutExpired:
                 p.kill()
             log.close()
+
+
+def test_signing_key_rotates_through_the_secret_with_the_real_binary(tmp_path: Any) -> None:
+    """The documented two-step rotation (docs/operators.md, "Rotating the token signing key")
+    with the real binary and the rendered attestation args, on a Secret volume laid out as the
+    kubelet does (each entry a symlink into `..data`, which an update swaps): POST
+    /keys:rotate answers 409 naming the two steps, the new key is published (as
+    retired-next.pem) before it signs, the new key.pem signs after a poll with the old key
+    still in /certs, and nothing is written into the volume."""
+    import base64
+    import json
+    import os
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    binary = _confcom_binary()
+    if binary is None:
+        pytest.fail("no confcom binary: run `cargo build -p confcom` first, or set CONFCOM_BIN")
+    objs = render("default")
+    spec = pod_spec(one(objs, "Deployment", "attestation"))
+    c = spec["containers"][0]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "signing-key")
+    secret = next(v for v in spec["volumes"] if v["name"] == "signing-key")["secret"]["secretName"]
+    root = tmp_path / "fs"
+    vol = root / mount["mountPath"].lstrip("/")
+    vol.mkdir(parents=True)
+
+    def publish(version: str, entries: dict[str, bytes]) -> None:
+        """What the kubelet does on a Secret update: a new timestamped directory, `..data`
+        swapped to it atomically, a symlink per entry, names no longer there removed."""
+        d = vol / f"..{version}"
+        d.mkdir()
+        for k, data in entries.items():
+            (d / k).write_bytes(data)
+        os.symlink(d.name, vol / "..data_tmp")
+        os.replace(vol / "..data_tmp", vol / "..data")
+        for k in entries:
+            if not (vol / k).is_symlink():
+                os.symlink(f"..data/{k}", vol / k)
+        for p in vol.iterdir():
+            if not p.name.startswith("..") and p.name not in entries:
+                p.unlink()
+
+    old = base64.b64decode(named(objs, "Secret", secret)["data"]["key.pem"])
+    new = _signing_key_pem()
+    publish("2026_11_01_00_00", {"key.pem": old})
+    port = _free_port()
+    args = []
+    for a in c["args"]:
+        flag, _, value = a.partition("=")
+        if flag == "--listen":
+            a = f"--listen=127.0.0.1:{port}"
+        elif flag == "--signing-key-poll-secs":
+            a = "--signing-key-poll-secs=1"  # the chart's 10 s, shortened for the test
+        elif flag in ("--state-configmap", "--state-namespace"):
+            continue  # no API server here: the same state in a directory
+        elif value.startswith("/"):
+            a = f"{flag}={root}{value}"
+        args.append(a)
+    args.append(f"--state-dir={tmp_path / 'state'}")
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "CONFCOM_LOG_FORMAT": "json",
+           "CONFCOM_ATTEST_ADMIN_TOKEN": "t0ken"}
+    base = f"http://127.0.0.1:{port}"
+
+    def kids() -> list[str]:
+        with urllib.request.urlopen(f"{base}/certs", timeout=5) as r:
+            return [k["kid"] for k in json.load(r)["keys"]]
+
+    with open(tmp_path / "attestation.log", "w") as log:
+        p = subprocess.Popen([binary, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert _wait_http(f"{base}/healthz", p) == 200, (tmp_path / "attestation.log").read_text()
+        (old_kid,) = kids()
+        req = urllib.request.Request(f"{base}/keys:rotate", method="POST",
+                                     headers={"Authorization": "Bearer t0ken"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 409
+        body = json.load(refused.value)
+        assert body["error"]["code"] == "KeyRotationManagedExternally", body
+        message = body["error"]["message"]
+        assert "two steps" in message and message.index("retired-next.pem") < message.index("key.pem and keep"), message
+
+        # Step 1: the new key published, the old one still signing.
+        publish("2026_11_28_00_00", {"key.pem": old, "retired-next.pem": new})
+        deadline = time.monotonic() + 15
+        while len(kids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        published = kids()
+        assert len(published) == 2 and published[0] == old_kid, published
+        new_kid = published[1]
+        # Step 3: the new key signs, the old one stays published.
+        publish("2026_11_28_00_05", {"key.pem": new, "retired-1.pem": old})
+        deadline = time.monotonic() + 15
+        while kids()[0] == old_kid and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert kids() == [new_kid, old_kid]
+        # The retired entry removed early: the replica still publishes the key it replaced.
+        publish("2026_11_28_00_01", {"key.pem": new})
+        time.sleep(2.5)
+        assert kids() == [new_kid, old_kid]
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    log = (tmp_path / "attestation.log").read_text()
+    changed = [json.loads(line) for line in log.splitlines() if "token signing key changed" in line]
+    assert len(changed) == 1, log
+    fields = changed[0].get("fields", changed[0])
+    assert (fields["previous"], fields["kid"]) == (old_kid, new_kid), changed[0]
+    # Read-only: nothing written into the volume (only the kubelet's own names).
+    assert {x.name for x in vol.iterdir()} == {
+        "..data", "..2026_11_01_00_00", "..2026_11_28_00_00", "..2026_11_28_00_05", "..2026_11_28_00_01",
+        "key.pem"}
