@@ -1603,10 +1603,7 @@ async fn put_policy(
 ) -> Response {
     match put_policy_inner(&s, &headers, body).await {
         Ok(v) => axum::Json(v).into_response(),
-        Err(e) => {
-            tracing::info!(error = %e, "policy update refused");
-            e.into_response()
-        }
+        Err(e) => refused(e, "policy update"),
     }
 }
 
@@ -1687,10 +1684,7 @@ async fn reset_policy(
 ) -> Response {
     match reset_policy_inner(&s, &headers, body).await {
         Ok(v) => axum::Json(v).into_response(),
-        Err(e) => {
-            tracing::info!(error = %e, "policy reset refused");
-            e.into_response()
-        }
+        Err(e) => refused(e, "policy reset"),
     }
 }
 
@@ -1855,13 +1849,15 @@ async fn change_certificate(
     body: BodyResult,
     change: CertificateChange,
 ) -> Response {
-    match change_certificate_inner(s, headers, body, change).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(error = %e, "policy signer certificate change refused");
-            e.into_response()
-        }
-    }
+    change_certificate_inner(s, headers, body, change)
+        .await
+        .unwrap_or_else(|e| refused(e, "policy signer certificate change"))
+}
+
+/// The answer to a refused management request (`what`), logged at info.
+fn refused(e: AttestError, what: &str) -> Response {
+    tracing::info!(error = %e, "{what} refused");
+    e.into_response()
 }
 
 async fn change_certificate_inner(

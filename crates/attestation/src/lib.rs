@@ -24,6 +24,7 @@ pub mod pccs;
 pub mod pccs_cli;
 pub mod policy;
 pub mod policy_jws;
+mod private_file;
 pub mod runtime_state;
 pub mod server;
 pub mod store;

@@ -514,8 +514,7 @@ impl DirStore {
     }
 
     fn save_blocking(&self, data: &str, expected: &str) -> Result<String, StoreError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         if data.len() > MAX_DOCUMENT_LEN {
             return Err(StoreError::TooLarge(data.len()));
         }
@@ -538,21 +537,11 @@ impl DirStore {
             return Err(StoreError::Conflict);
         }
         // An unpredictable name, created new (never an existing file or symlink).
-        let mut suffix = [0u8; 12];
-        aws_lc_rs::rand::fill(&mut suffix)
-            .map_err(|_| StoreError::Unavailable("no random numbers".into()))?;
-        let tmp = self
-            .dir
-            .join(format!(".{STATE_KEY}.{}.tmp", hex::encode(suffix)));
+        let suffix = crate::private_file::random_hex(12)
+            .ok_or_else(|| StoreError::Unavailable("no random numbers".into()))?;
+        let tmp = self.dir.join(format!(".{STATE_KEY}.{suffix}.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data.as_bytes())?;
-            f.sync_all()?;
-            drop(f);
+            crate::private_file::write_new(&tmp, data.as_bytes())?;
             std::fs::rename(&tmp, &path)?;
             std::fs::File::open(&self.dir)?.sync_all()
         };

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -201,31 +201,15 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
 /// Writes `der_bytes` as PEM into a new file beside `path` (a random name, `create_new`: an
 /// existing file or symlink there is never followed, mode 0600), synced; returns its path.
 fn write_temp(path: &Path, der_bytes: &[u8]) -> Result<PathBuf, Error> {
-    use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
-    let mut suffix = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut suffix)
-        .map_err(|_| Error::Generate)?;
+    let suffix = crate::private_file::random_hex(8).ok_or(Error::Generate)?;
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".tmp-{}", hex::encode(suffix)));
+    name.push(format!(".tmp-{suffix}"));
     let tmp = PathBuf::from(name);
     let text = pem::encode(&pem::Pem::new("PRIVATE KEY", der_bytes.to_vec()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io_error(&tmp))?;
-    let written = f
-        .write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io_error(&tmp));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    crate::private_file::write_new(&tmp, text.as_bytes()).map_err(io_error(&tmp))?;
     Ok(tmp)
 }
 
