@@ -185,25 +185,72 @@ impl AesmError {
         Self::ALL.iter().copied().find(|e| e.code() == code)
     }
 
-    /// A short metric/log label (`success`, `parameter`, `unsupported_att_key_id`, ...).
+    /// A short, stable metric/log label: the snake_case name of the code (`success`,
+    /// `parameter`, `unsupported_att_key_id`, `out_of_epc`, ...). Every defined code has its
+    /// own; these are Prometheus label values, so existing ones never change.
     #[must_use]
     pub fn label(self) -> &'static str {
         match self {
             Self::Success => "success",
             Self::Unexpected => "unexpected",
+            Self::NoDevice => "no_device",
             Self::Parameter => "parameter",
+            Self::EpidBlob => "epid_blob",
+            Self::EpidRevoked => "epid_revoked",
+            Self::GetLicenseToken => "get_license_token",
+            Self::SessionInvalid => "session_invalid",
+            Self::MaxNumSessionReached => "max_num_session_reached",
+            Self::PsdaUnavailable => "psda_unavailable",
+            Self::EphSessionFailed => "eph_session_failed",
+            Self::LongTermPairingFailed => "long_term_pairing_failed",
+            Self::Network => "network",
+            Self::NetworkBusy => "network_busy",
+            Self::ProxySettingAssist => "proxy_setting_assist",
+            Self::FileAccess => "file_access",
+            Self::SgxProvisionFailed => "sgx_provision_failed",
+            Self::ServiceStopped => "service_stopped",
             Self::Busy => "busy",
-            Self::ServiceUnavailable => "service_unavailable",
-            Self::UnsupportedAttKeyId => "unsupported_att_key_id",
-            Self::AttKeyNotInitialized => "att_key_not_initialized",
-            Self::NoPlatformCertData => "no_platform_cert_data",
-            Self::InvalidReport => "invalid_report",
-            Self::UnableToGenerateQeReport => "unable_to_generate_qe_report",
-            Self::SgxDeviceNotAvailable => "sgx_device_not_available",
-            Self::PlatformLibUnavailable => "platform_lib_unavailable",
+            Self::BackendServerBusy => "backend_server_busy",
+            Self::UpdateAvailable => "update_available",
             Self::OutOfMemory => "out_of_memory",
-            _ => "other",
+            Self::Msg => "msg",
+            Self::Thread => "thread",
+            Self::SgxDeviceNotAvailable => "sgx_device_not_available",
+            Self::EnableSgxDeviceFailed => "enable_sgx_device_failed",
+            Self::PlatformInfoBlobInvalidSig => "platform_info_blob_invalid_sig",
+            Self::ServiceNotAvailable => "service_not_available",
+            Self::KdfMismatch => "kdf_mismatch",
+            Self::OutOfEpc => "out_of_epc",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::UnrecognizedPlatform => "unrecognized_platform",
+            Self::EcdsaIdMismatch => "ecdsa_id_mismatch",
+            Self::PathnameBufferOverflow => "pathname_buffer_overflow",
+            Self::StoredKey => "stored_key",
+            Self::PubKeyIdMismatch => "pub_key_id_mismatch",
+            Self::InvalidPceSigScheme => "invalid_pce_sig_scheme",
+            Self::AttKeyBlob => "att_key_blob",
+            Self::UnsupportedAttKeyId => "unsupported_att_key_id",
+            Self::UnsupportedLoadingPolicy => "unsupported_loading_policy",
+            Self::InterfaceUnavailable => "interface_unavailable",
+            Self::PlatformLibUnavailable => "platform_lib_unavailable",
+            Self::AttKeyNotInitialized => "att_key_not_initialized",
+            Self::AttKeyCertDataInvalid => "att_key_cert_data_invalid",
+            Self::NoPlatformCertData => "no_platform_cert_data",
+            Self::Report => "report",
+            Self::EnclaveLost => "enclave_lost",
+            Self::InvalidReport => "invalid_report",
+            Self::EnclaveLoad => "enclave_load",
+            Self::UnableToGenerateQeReport => "unable_to_generate_qe_report",
+            Self::KeyCertification => "key_certification",
+            Self::ConfigUnsupported => "config_unsupported",
         }
+    }
+
+    /// The label of a raw `errorCode`: [`AesmError::label`] for a code Intel defines,
+    /// `other` for any other number.
+    #[must_use]
+    pub fn label_for_code(code: u32) -> &'static str {
+        Self::from_code(code).map_or("other", Self::label)
     }
 }
 
@@ -225,12 +272,18 @@ pub enum Error {
         /// The bound in force.
         max: u32,
     },
-    /// The frame ended before its announced length (or before the prefix).
+    /// The frame ended inside its 4-byte length prefix.
+    #[error("truncated frame: length prefix cut after {got} of 4 bytes")]
+    TruncatedPrefix {
+        /// Prefix bytes that arrived (0 to 3).
+        got: usize,
+    },
+    /// The frame ended before its announced payload length.
     #[error("truncated frame: expected {expected} bytes, got {got}")]
     Truncated {
-        /// Bytes the frame announced.
+        /// Payload bytes the length prefix announced.
         expected: usize,
-        /// Bytes present.
+        /// Payload bytes present.
         got: usize,
     },
     /// The payload is not a valid protobuf `Request`/`Response`.
@@ -280,5 +333,58 @@ mod tests {
         assert_eq!(AesmError::AttKeyNotInitialized.code(), 42);
         assert_eq!(AesmError::NoPlatformCertData.code(), 44);
         assert_eq!(AesmError::from_code(52), None);
+    }
+
+    #[test]
+    fn every_defined_code_has_its_own_label_and_only_undefined_codes_are_other() {
+        let mut seen = std::collections::HashMap::new();
+        for e in AesmError::ALL {
+            let label = e.label();
+            assert_ne!(label, "other", "{e:?}");
+            assert!(
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{e:?}: {label:?} is not snake_case"
+            );
+            let prev = seen.insert(label, e);
+            assert!(
+                prev.is_none(),
+                "{prev:?} and {e:?} share the label {label:?}"
+            );
+            assert_eq!(AesmError::label_for_code(e.code()), label);
+        }
+        assert_eq!(seen.len(), AesmError::ALL.len());
+        for undefined in [52, 53, 0xe011, u32::MAX] {
+            assert_eq!(AesmError::label_for_code(undefined), "other");
+        }
+        // Labels that dashboards already use stay as they were.
+        for (e, label) in [
+            (AesmError::Success, "success"),
+            (AesmError::Unexpected, "unexpected"),
+            (AesmError::Parameter, "parameter"),
+            (AesmError::Busy, "busy"),
+            (AesmError::ServiceUnavailable, "service_unavailable"),
+            (AesmError::UnsupportedAttKeyId, "unsupported_att_key_id"),
+            (AesmError::AttKeyNotInitialized, "att_key_not_initialized"),
+            (AesmError::NoPlatformCertData, "no_platform_cert_data"),
+            (AesmError::InvalidReport, "invalid_report"),
+            (
+                AesmError::UnableToGenerateQeReport,
+                "unable_to_generate_qe_report",
+            ),
+            (AesmError::SgxDeviceNotAvailable, "sgx_device_not_available"),
+            (
+                AesmError::PlatformLibUnavailable,
+                "platform_lib_unavailable",
+            ),
+            (AesmError::OutOfMemory, "out_of_memory"),
+            (AesmError::OutOfEpc, "out_of_epc"),
+            (AesmError::EnclaveLoad, "enclave_load"),
+            (AesmError::KeyCertification, "key_certification"),
+        ] {
+            assert_eq!(e.label(), label);
+        }
     }
 }

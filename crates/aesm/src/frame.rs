@@ -32,6 +32,22 @@ pub fn encode_frame(payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The error for input that ended after `have` bytes of a frame whose prefix and payload
+/// together take `want` bytes (`want` is [`PREFIX_LEN`] while the prefix is incomplete):
+/// [`Error::TruncatedPrefix`] inside the prefix, else [`Error::Truncated`] with payload
+/// byte counts.
+#[must_use]
+pub fn eof_error(have: usize, want: usize) -> Error {
+    if have < PREFIX_LEN {
+        Error::TruncatedPrefix { got: have }
+    } else {
+        Error::Truncated {
+            expected: want.saturating_sub(PREFIX_LEN),
+            got: have.saturating_sub(PREFIX_LEN),
+        }
+    }
+}
+
 /// Reads a length prefix and checks it against `max`.
 ///
 /// # Errors
@@ -51,8 +67,9 @@ pub fn check_len(prefix: [u8; 4], max: u32) -> Result<usize> {
 /// connection). Nothing is allocated for a prefix above `max`.
 ///
 /// # Errors
-/// [`Error::Truncated`] on EOF before the frame ends, [`Error::FrameTooLarge`], [`Error::Io`]
-/// (a read timeout surfaces as `WouldBlock` or `TimedOut`).
+/// [`Error::TruncatedPrefix`] on EOF inside the length prefix, [`Error::Truncated`] on EOF
+/// inside the payload, [`Error::FrameTooLarge`], [`Error::Io`] (a read timeout surfaces as
+/// `WouldBlock` or `TimedOut`).
 pub fn read_frame_blocking<R: std::io::Read>(
     r: &mut R,
     max: u32,
@@ -81,10 +98,7 @@ pub fn read_frame_blocking<R: std::io::Read>(
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            return Err(Error::Truncated {
-                expected: want.saturating_sub(PREFIX_LEN),
-                got: have.saturating_sub(PREFIX_LEN),
-            });
+            return Err(eof_error(have, want));
         }
         have = have.saturating_add(n);
     }
@@ -100,12 +114,11 @@ pub const REQUEST_FIRST_READ: usize = 2048;
 /// (a connection carries one request).
 ///
 /// # Errors
-/// [`Error::Truncated`], [`Error::FrameTooLarge`].
+/// [`Error::TruncatedPrefix`], [`Error::Truncated`], [`Error::FrameTooLarge`].
 pub fn split_frame(data: &[u8], max: u32) -> Result<&[u8]> {
-    let (prefix, rest) = data.split_first_chunk::<4>().ok_or(Error::Truncated {
-        expected: PREFIX_LEN,
-        got: data.len(),
-    })?;
+    let (prefix, rest) = data
+        .split_first_chunk::<PREFIX_LEN>()
+        .ok_or(Error::TruncatedPrefix { got: data.len() })?;
     let len = check_len(*prefix, max)?;
     if rest.len() != len {
         return Err(Error::Truncated {
@@ -175,7 +188,7 @@ mod tests {
                 MAX_REQUEST_LEN,
                 REQUEST_FIRST_READ
             ),
-            Err(Error::Truncated { .. })
+            Err(Error::TruncatedPrefix { got: 2 })
         ));
         let huge = [0xffu8, 0xff, 0xff, 0xff, 0];
         assert!(matches!(
@@ -222,7 +235,51 @@ mod tests {
         ));
         assert!(matches!(
             split_frame(&[1], 10),
-            Err(Error::Truncated { .. })
+            Err(Error::TruncatedPrefix { got: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_frame_cut_inside_the_length_prefix_says_so() {
+        for cut in 0..PREFIX_LEN {
+            let data = &[9u8, 0, 0, 0][..cut];
+            let e = read_frame_blocking(
+                &mut Trickle { data, step: 1 },
+                MAX_REQUEST_LEN,
+                REQUEST_FIRST_READ,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(e, Error::TruncatedPrefix { got } if got == cut),
+                "{cut}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("truncated frame: length prefix cut after {cut} of 4 bytes")
+            );
+            let e = split_frame(data, MAX_REQUEST_LEN).unwrap_err();
+            assert!(
+                matches!(e, Error::TruncatedPrefix { got } if got == cut),
+                "{cut}: {e:?}"
+            );
+        }
+        // A whole prefix and a cut payload still counts payload bytes.
+        let e = read_frame_blocking(
+            &mut Trickle {
+                data: &[9, 0, 0, 0, 1, 2],
+                step: 1,
+            },
+            MAX_REQUEST_LEN,
+            REQUEST_FIRST_READ,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "truncated frame: expected 9 bytes, got 2");
+        assert!(matches!(
+            eof_error(4, 4),
+            Error::Truncated {
+                expected: 0,
+                got: 0
+            }
         ));
     }
 }

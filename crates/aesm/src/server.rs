@@ -6,13 +6,14 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::frame::{PREFIX_LEN, check_len};
-use crate::{Error, Request, Response, Result};
+use crate::{Request, Response, Result};
 
 /// Reads one length-prefixed payload of at most `max` bytes.
 ///
 /// # Errors
-/// [`Error::Truncated`] on EOF before the frame ends, [`Error::FrameTooLarge`] above `max`
-/// (nothing is allocated for it), [`Error::Io`].
+/// [`crate::Error::Truncated`] or [`crate::Error::TruncatedPrefix`] on EOF before the frame
+/// ends, [`crate::Error::FrameTooLarge`] above `max`
+/// (nothing is allocated for it), [`crate::Error::Io`].
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Vec<u8>> {
     // One read usually brings the whole frame (requests are small): read into a buffer
     // rather than prefix and payload separately. Bytes after the frame are ignored, as
@@ -24,10 +25,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Vec
         while buf.len() < want {
             buf.reserve(want.saturating_sub(buf.len()));
             if r.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Truncated {
-                    expected: want.saturating_sub(PREFIX_LEN),
-                    got: buf.len().saturating_sub(PREFIX_LEN),
-                });
+                return Err(crate::frame::eof_error(buf.len(), want));
             }
         }
         match len {
@@ -60,7 +58,7 @@ pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<R
 /// Encodes and writes one response frame (one buffer, one write), then flushes.
 ///
 /// # Errors
-/// [`Error::Io`], or [`Error::FrameTooLarge`] for a payload over 4 GiB.
+/// [`crate::Error::Io`], or [`crate::Error::FrameTooLarge`] for a payload over 4 GiB.
 pub async fn write_response<W: AsyncWrite + Unpin>(w: &mut W, res: Response) -> Result<()> {
     let frame = res.into_frame()?;
     w.write_all(&frame).await?;
@@ -71,6 +69,7 @@ pub async fn write_response<W: AsyncWrite + Unpin>(w: &mut W, res: Response) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use crate::frame::{MAX_REQUEST_LEN, encode_frame};
 
     #[tokio::test]

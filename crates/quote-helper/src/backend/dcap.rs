@@ -11,8 +11,13 @@
 //! refused while that variable is set.
 //!
 //! `libsgx_dcap_ql` does not expose the attestation public key, so the public key ID is
-//! taken from the first quote produced (the pre-warm quote when possible); clients of the
+//! taken from the first quote a client gets (the startup pre-warm makes no quote: that
+//! needs an app REPORT). Until then InitQuoteEx answers 32 zero bytes; clients of the
 //! out-of-proc protocol only use its size.
+//!
+//! `libsgx_dcap_ql` has no `qe_report_info` parameter either, so a GetQuoteEx asking for a
+//! QE report is refused with `AESM_UNABLE_TO_GENERATE_QE_REPORT` before anything is quoted
+//! ([`QuoteBackend::supports_qe_report`] is false); [`DcapBackend::load`] warns about it once.
 
 // FFI into Intel's C library is the purpose of this module.
 #![allow(unsafe_code)]
@@ -137,8 +142,11 @@ pub fn map_quote3_error(code: u32) -> AesmError {
 
 impl DcapBackend {
     /// Checks the devices under `dev_root` and loads `library` (normally
-    /// [`DCAP_QL_LIBRARY`]); then pre-warms (target info, quote size) so the first client
-    /// does not pay for enclave loading and PCK retrieval inside its 15 s timeout.
+    /// [`DCAP_QL_LIBRARY`]); then pre-warms with `sgx_qe_get_target_info` and
+    /// `sgx_qe_get_quote_size` (which load QE3/PCE, certify the attestation key and fetch the
+    /// PCK certificate data; no quote is made) so the first client does not pay for that
+    /// inside its 15 s timeout. Logs one warning that `qe_report_info` requests will be
+    /// refused.
     ///
     /// # Errors
     /// [`DcapError::Missing`] naming every missing library, symbol and device;
@@ -183,15 +191,12 @@ impl DcapBackend {
         if !missing.is_empty() {
             return Err(DcapError::Missing { missing });
         }
-        let backend = Self {
-            syms: Mutex::new(Symbols {
-                get_target_info,
-                get_quote_size,
-                get_quote,
-                _lib: lib,
-            }),
-            pub_key_id: OnceLock::new(),
-        };
+        let backend = Self::from_symbols(Symbols {
+            get_target_info,
+            get_quote_size,
+            get_quote,
+            _lib: lib,
+        });
         backend
             .raw_target_info()
             .map_err(|code| DcapError::Prewarm {
@@ -204,7 +209,21 @@ impl DcapBackend {
                 call: "sgx_qe_get_quote_size",
                 code,
             })?;
+        tracing::warn!(
+            library,
+            refused_with = AesmError::UnableToGenerateQeReport.label(),
+            "GetQuoteEx requests with qe_report_info will be refused: {library} takes no \
+             qe_report_info, so it cannot make a QE report for the app; clients that always \
+             send one (the Fortanix aesm-client crate) cannot quote through the dcap backend"
+        );
         Ok(backend)
+    }
+
+    fn from_symbols(syms: Symbols) -> Self {
+        Self {
+            syms: Mutex::new(syms),
+            pub_key_id: OnceLock::new(),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Symbols) -> T) -> T {
@@ -249,6 +268,8 @@ impl QuoteBackend for DcapBackend {
             .map_err(|c| log_code("sgx_qe_get_target_info", c))
     }
 
+    /// SHA-256 of the attestation key from the first client quote; 32 zero bytes before
+    /// any (see the module docs).
     fn pub_key_id(&self) -> Result<[u8; 32], AesmError> {
         Ok(self.pub_key_id.get().copied().unwrap_or([0; 32]))
     }
@@ -259,13 +280,24 @@ impl QuoteBackend for DcapBackend {
     }
 
     fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, AesmError> {
-        let size = self.quote_size()?;
-        let mut buf = vec![0u8; usize::try_from(size).map_err(|_| AesmError::Unexpected)?];
-        // SAFETY: `report` is an sgx_report_t (432 bytes); `buf` has `size` writable bytes.
-        let rc = self.with(|s| unsafe { (s.get_quote)(report.as_ptr(), size, buf.as_mut_ptr()) });
-        if rc != 0 {
-            return Err(log_code("sgx_qe_get_quote", rc));
-        }
+        // Size and quote under one lock hold, so no other call (a re-certified key, a new
+        // PCK cert chain) can change the size in between.
+        let buf = self.with(|s| {
+            let mut size = 0u32;
+            // SAFETY: `size` is a writable uint32_t.
+            let rc = unsafe { (s.get_quote_size)(&mut size) };
+            if rc != 0 {
+                return Err(log_code("sgx_qe_get_quote_size", rc));
+            }
+            let mut buf = vec![0u8; usize::try_from(size).map_err(|_| AesmError::Unexpected)?];
+            // SAFETY: `report` is an sgx_report_t (432 bytes); `buf` has `size` writable
+            // bytes.
+            let rc = unsafe { (s.get_quote)(report.as_ptr(), size, buf.as_mut_ptr()) };
+            if rc != 0 {
+                return Err(log_code("sgx_qe_get_quote", rc));
+            }
+            Ok(buf)
+        })?;
         if let Ok((q, _)) = sgx_quote::Quote::parse_tolerant(&buf) {
             let mut id = [0u8; 32];
             id.copy_from_slice(digest(&SHA256, &q.signature.attestation_key).as_ref());
@@ -274,12 +306,17 @@ impl QuoteBackend for DcapBackend {
         Ok(buf)
     }
 
+    /// `libsgx_dcap_ql` has no `qe_report_info` parameter (`libsgx_qe3_logic` has).
+    fn supports_qe_report(&self) -> bool {
+        false
+    }
+
     fn qe_report(
         &self,
         _target_info: &[u8; 512],
         _report_data: [u8; 64],
     ) -> Result<[u8; 432], AesmError> {
-        // libsgx_dcap_ql has no qe_report_info parameter (libsgx_qe3_logic does).
+        // Not called: supports_qe_report is false.
         Err(AesmError::UnableToGenerateQeReport)
     }
 }
@@ -311,6 +348,101 @@ mod tests {
         std::fs::write(root.path().join("dev/sgx/enclave"), b"").unwrap();
         std::fs::write(root.path().join("dev/sgx/provision"), b"").unwrap();
         assert!(missing_devices(root.path()).is_empty());
+    }
+
+    /// Fake `libsgx_dcap_ql` functions: every size query changes the size, and a quote
+    /// call fails (0xe002) unless it gets the size of the latest query, as a library whose
+    /// size changed between the two calls would.
+    mod fake {
+        use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+        pub static SIZE: AtomicU32 = AtomicU32::new(1000);
+        pub static QUOTES: AtomicUsize = AtomicUsize::new(0);
+        pub static STALE: AtomicUsize = AtomicUsize::new(0);
+
+        pub unsafe extern "C" fn target_info(ti: *mut u8) -> u32 {
+            // SAFETY: the caller passes a 512-byte buffer.
+            unsafe { ti.write_bytes(0x77, 512) };
+            0
+        }
+
+        pub unsafe extern "C" fn quote_size(out: *mut u32) -> u32 {
+            let size = 1000 + (SIZE.fetch_add(1, Ordering::SeqCst) + 1) % 16;
+            SIZE.store(size, Ordering::SeqCst);
+            std::thread::yield_now();
+            // SAFETY: the caller passes a writable uint32_t.
+            unsafe { out.write(size) };
+            0
+        }
+
+        pub unsafe extern "C" fn quote(_report: *const u8, size: u32, buf: *mut u8) -> u32 {
+            QUOTES.fetch_add(1, Ordering::SeqCst);
+            if size != SIZE.load(Ordering::SeqCst) {
+                STALE.fetch_add(1, Ordering::SeqCst);
+                return 0xe002;
+            }
+            // SAFETY: the caller passes `size` writable bytes.
+            unsafe { buf.write_bytes(0x5a, usize::try_from(size).unwrap_or(0)) };
+            0
+        }
+    }
+
+    fn fake_backend() -> DcapBackend {
+        DcapBackend::from_symbols(Symbols {
+            get_target_info: fake::target_info,
+            get_quote_size: fake::quote_size,
+            get_quote: fake::quote,
+            // Any loaded library will do: nothing is looked up in it.
+            _lib: Library::from(libloading::os::unix::Library::this()),
+        })
+    }
+
+    /// Exercises the real `quote` code path against fake library functions (there is no
+    /// SGX hardware or Intel library here): concurrent size queries never slip between a
+    /// quote's size query and its quote call, and `qe_report_info` is refused without a
+    /// quote.
+    #[test]
+    fn quote_size_and_quote_are_one_lock_hold_and_qe_reports_are_refused_up_front() {
+        use std::sync::atomic::Ordering;
+
+        use aesm::{ECDSA_P256_QE3_KEY_ID, QE_REPORT_INFO_SIZE, Request, Response};
+
+        let b = fake_backend();
+        assert!(!b.supports_qe_report());
+        assert_eq!(b.target_info().unwrap(), [0x77; 512]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..400 {
+                    b.quote_size().unwrap();
+                }
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let q = b.quote(&[0; 432]).unwrap();
+                        assert!((1000..1016).contains(&q.len()), "{}", q.len());
+                        assert!(q.iter().all(|&x| x == 0x5a));
+                    }
+                });
+            }
+        });
+        assert_eq!(fake::STALE.load(Ordering::SeqCst), 0);
+        assert_eq!(fake::QUOTES.load(Ordering::SeqCst), 400);
+        // The fake quotes do not parse, so no key was learned: still the zero ID.
+        assert_eq!(b.pub_key_id().unwrap(), [0; 32]);
+
+        let res = crate::service::handle(
+            &b,
+            Request::GetQuoteEx {
+                report: vec![0; 432],
+                att_key_id: Some(ECDSA_P256_QE3_KEY_ID.to_vec()),
+                qe_report_info: Some(vec![0; QE_REPORT_INFO_SIZE]),
+                buf_size: 4096,
+            },
+        );
+        assert_eq!(res.code(), AesmError::UnableToGenerateQeReport);
+        assert!(matches!(res, Response::Error { .. }));
+        assert_eq!(fake::QUOTES.load(Ordering::SeqCst), 400, "a quote was made");
     }
 
     #[test]

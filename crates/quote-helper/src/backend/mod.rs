@@ -43,7 +43,16 @@ pub trait QuoteBackend: Send + Sync + 'static {
     /// The AESM code to return (e.g. [`AesmError::InvalidReport`]).
     fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, AesmError>;
 
+    /// Whether [`QuoteBackend::qe_report`] can succeed at all. The service checks it before
+    /// quoting, so a GetQuoteEx with `qe_report_info` that this backend cannot answer is
+    /// refused with [`AesmError::UnableToGenerateQeReport`] without making (and wasting) a
+    /// quote.
+    fn supports_qe_report(&self) -> bool {
+        true
+    }
+
     /// A QE REPORT targeted at `target_info` with `report_data` (for `qe_report_info`).
+    /// Only called when [`QuoteBackend::supports_qe_report`] is true.
     ///
     /// # Errors
     /// The AESM code to return.
