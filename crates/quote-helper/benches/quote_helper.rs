@@ -331,6 +331,7 @@ fn start(
             socket: socket.to_owned(),
             socket_mode: 0o600,
             max_connections: 64,
+            max_pending: 1024,
             io_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(2),
         },

@@ -63,10 +63,15 @@ pub struct ServeArgs {
     /// Permission bits of the socket, octal.
     #[arg(long, env = "CONFCOM_SOCKET_MODE", default_value = "0666", value_parser = parse_mode)]
     pub socket_mode: u32,
-    /// Connections served at once, one worker thread each (1..=4096); further clients wait in
+    /// Requests served at once, one worker thread each (1..=4096); further clients wait in
     /// the listen backlog.
     #[arg(long, env = "CONFCOM_MAX_CONNECTIONS", default_value_t = 64)]
     pub max_connections: usize,
+    /// Connections held at once while their client is slow to send the request or to take
+    /// the response (1..=65536), outside the worker threads; beyond it the one that has
+    /// waited longest is closed.
+    #[arg(long, env = "CONFCOM_MAX_PENDING_CONNECTIONS", default_value_t = 1024)]
+    pub max_pending_connections: usize,
     /// Per-connection timeout for reading the request and writing the response, in ms.
     #[arg(long, env = "CONFCOM_IO_TIMEOUT_MS", default_value_t = 5000)]
     pub io_timeout_ms: u64,
@@ -115,6 +120,12 @@ impl ServeArgs {
                 self.max_connections
             ));
         }
+        if !(1..=65536).contains(&self.max_pending_connections) {
+            return Err(format!(
+                "--max-pending-connections must be 1..=65536, got {}",
+                self.max_pending_connections
+            ));
+        }
         if self.io_timeout_ms == 0 {
             return Err("--io-timeout-ms must be positive".into());
         }
@@ -126,6 +137,7 @@ impl ServeArgs {
                 socket: self.socket,
                 socket_mode: self.socket_mode,
                 max_connections: self.max_connections,
+                max_pending: self.max_pending_connections,
                 io_timeout: Duration::from_millis(self.io_timeout_ms),
                 drain_timeout: Duration::from_secs(10),
             },
@@ -218,8 +230,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })
     });
     probes.set_ready(true);
-    server.serve(confcom_runtime::shutdown_signal()).await;
-    probes.set_ready(false);
+    let draining = probes.clone();
+    server
+        .serve(async move {
+            confcom_runtime::shutdown_signal().await;
+            // Not ready from the moment the drain starts, not after it.
+            draining.set_ready(false);
+        })
+        .await;
     let _ = stop_tx.send(true);
     if let Some(t) = probe_task {
         t.await??;

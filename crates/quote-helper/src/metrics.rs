@@ -21,10 +21,14 @@ pub struct RequestLabels {
 pub struct Metrics {
     /// Requests by type and result.
     pub requests: Family<RequestLabels, Counter>,
-    /// GetQuoteEx latency (seconds, request decoded to response written).
+    /// Successful GetQuoteEx latency (seconds, from accepting the connection to the whole
+    /// response written to the socket).
     pub quote_latency: Histogram,
-    /// Connections being served.
+    /// Connections open: being served or held by the waiter.
     pub in_flight: Gauge,
+    /// Connections held by the waiter (their request not complete yet, or their response not
+    /// taken yet).
+    pub parked: Gauge,
     /// The counter of successful GetQuoteEx requests, looked up once (the hot path).
     quotes_ok: Counter,
 }
@@ -46,6 +50,7 @@ impl Metrics {
             requests,
             quote_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             in_flight: Gauge::default(),
+            parked: Gauge::default(),
         };
         registry.register(
             "confcom_quote_helper_requests",
@@ -54,13 +59,18 @@ impl Metrics {
         );
         registry.register(
             "confcom_quote_helper_quote_latency_seconds",
-            "GetQuoteEx latency",
+            "successful GetQuoteEx latency, from accept to the whole response written",
             m.quote_latency.clone(),
         );
         registry.register(
             "confcom_quote_helper_connections_in_flight",
-            "connections being served",
+            "connections open (being served or waiting for their client)",
             m.in_flight.clone(),
+        );
+        registry.register(
+            "confcom_quote_helper_connections_waiting",
+            "connections held while their client is slow to send the request or take the response",
+            m.parked.clone(),
         );
         m
     }

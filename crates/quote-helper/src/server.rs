@@ -1,40 +1,53 @@
 //! The Unix-socket server: one request per connection, bounded and timed.
 //!
-//! Connections are served by a pool of plain threads that each block in `accept`, read one
+//! Connections are served by a pool of plain threads that each block in `accept`, take the
 //! request, answer it and close, as aesmd does with a thread per connection. For a local
 //! socket with one request per connection this costs the least: no event loop, no hand-off
 //! between threads, no readiness registration per connection. The pool starts with two
-//! workers. A worker that is about to wait (for a slow client, or on a backend that may
-//! block) first makes sure another worker is accepting, starting one if none is; a worker
-//! that only computes does not, so under a CPU-bound load the pool stays at about one worker
-//! per core and connections queue in the kernel's backlog instead of contending for cores.
-//! A worker retires when it finds [`SPARE_WORKERS`] others idle.
+//! workers. A worker that is about to wait (on a backend that may block, or briefly for a
+//! request still on its way) first makes sure another worker is accepting, starting one if
+//! none is; a worker that only computes does not, so under a CPU-bound load the pool stays at
+//! about one worker per core and connections queue in the kernel's backlog instead of
+//! contending for cores. A worker retires when it finds [`SPARE_WORKERS`] others idle.
 //!
-//! * At most `max_connections` connections are served at once (that many workers); further
-//!   clients wait in the kernel's listen backlog (their `connect` blocks) instead of costing
-//!   memory here.
+//! A connection never holds a worker while it waits for its client:
+//!
+//! * A request that has not arrived whole within [`REQUEST_GRACE`] of `accept` (real clients
+//!   send it right after `connect`), and a response the client does not take as fast as it is
+//!   written (it does not fit the socket buffer), are handed to one *waiter* thread. It polls
+//!   all such connections, reads or writes what they allow, and gives a request that has come
+//!   in whole to a worker. So clients that connect and send nothing, or never read, cost a
+//!   slot in the waiter, not a worker, and everyone else is served meanwhile.
+//! * The waiter holds at most `max_pending` connections; beyond that it closes the one that
+//!   has waited longest (counted as `result="evicted"`).
 //! * Each connection has `io_timeout` in total to send its request, and `io_timeout` to take
-//!   the response; a client that connects and sends nothing is dropped when it expires. In
-//!   the usual case (the request is there when it is accepted, the response fits the socket
-//!   buffer) no timeout needs setting: a connection costs accept, SO_PEERCRED, one read, one
-//!   write and close.
+//!   the response, whoever holds it; a client that connects and sends nothing is dropped when
+//!   it expires.
+//! * At most `max_connections` requests are served at once (that many workers).
 //! * The length prefix is bounded by [`aesm::frame::MAX_REQUEST_LEN`] before anything is
 //!   allocated; garbage, truncated frames and unknown requests close the connection without
 //!   a reply, as aesmd does.
+//! * In the usual case (the request is there when it is accepted, the response fits the
+//!   socket buffer) a connection costs accept, a peek at the request, one send, taking the
+//!   request off the socket, and close: no timeouts are set and nothing is handed over.
 //! * Every request is logged as one structured line with the caller's pid/uid/gid from
 //!   SO_PEERCRED, the request type, the result and the duration.
+//! * On shutdown the socket file is removed first (if it is still ours), connections already
+//!   waiting in the backlog are still served, and the server waits up to `drain_timeout`.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{Read, Write as _};
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use aesm::frame::MAX_REQUEST_LEN;
+use aesm::frame::{MAX_REQUEST_LEN, PREFIX_LEN};
 use aesm::{AesmError, Request, RequestKind};
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{RecvFlags, SendFlags};
 
 use crate::QuoteBackend;
 use crate::metrics::Metrics;
@@ -44,6 +57,13 @@ use crate::service::handle;
 pub const SPARE_WORKERS: usize = 8;
 /// Workers started with the server.
 const INITIAL_WORKERS: usize = 2;
+/// How long a worker waits for a request that is not there yet when it accepts the
+/// connection, before handing the connection to the waiter. Clients send the request right
+/// after `connect`; this only covers the moments between the two.
+pub const REQUEST_GRACE: Duration = Duration::from_millis(2);
+/// How often the waiter retries handing a complete request to a worker when `max_connections`
+/// are busy.
+const HANDOFF_RETRY: Duration = Duration::from_millis(10);
 
 /// Server settings (validated by the CLI before binding).
 #[derive(Clone, Debug)]
@@ -52,9 +72,12 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// Permission bits of the socket file (pods connect, so usually 0666).
     pub socket_mode: u32,
-    /// Connections served at once (worker threads at most).
+    /// Requests served at once (worker threads at most).
     pub max_connections: usize,
-    /// Per-connection bound on reading the request and on writing the response.
+    /// Connections held at once while they wait for their client (a request still coming, a
+    /// response not yet taken); beyond it the longest-waiting one is closed.
+    pub max_pending: usize,
+    /// Per-connection bound on receiving the request and on the client taking the response.
     pub io_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
@@ -81,8 +104,8 @@ pub enum ServerError {
     /// The path exists and is not a socket.
     #[error("{} exists and is not a socket; refusing to remove it", .0.display())]
     NotASocket(PathBuf),
-    /// `max_connections` is zero or too large.
-    #[error("max connections must be between 1 and {max}", max = u32::MAX)]
+    /// `max_connections` or `max_pending` is zero or too large.
+    #[error("max connections and max pending connections must be between 1 and {max}", max = u32::MAX)]
     BadLimit,
 }
 
@@ -95,6 +118,11 @@ struct State {
 /// A bound server, ready to [`Server::serve`].
 pub struct Server {
     listener: UnixListener,
+    /// Device and inode of the socket file this server created: shutdown removes the path
+    /// only while it is still this file.
+    identity: (u64, u64),
+    /// The waiter's wake-up socket pair (read end, write end).
+    wake: (UnixStream, UnixStream),
     cfg: ServerConfig,
     state: Arc<State>,
 }
@@ -132,7 +160,11 @@ impl Server {
         backend: Arc<dyn QuoteBackend>,
         metrics: Metrics,
     ) -> Result<Self, ServerError> {
-        if cfg.max_connections == 0 || u32::try_from(cfg.max_connections).is_err() {
+        if cfg.max_connections == 0
+            || u32::try_from(cfg.max_connections).is_err()
+            || cfg.max_pending == 0
+            || u32::try_from(cfg.max_pending).is_err()
+        {
             return Err(ServerError::BadLimit);
         }
         if let Some(dir) = cfg.socket.parent().filter(|d| !d.as_os_str().is_empty())
@@ -145,8 +177,16 @@ impl Server {
                 .create(dir)
                 .map_err(io("creating socket directory", dir))?;
         }
+        let wake = UnixStream::pair()
+            .and_then(|(rx, tx)| {
+                rx.set_nonblocking(true)?;
+                tx.set_nonblocking(true)?;
+                Ok((rx, tx))
+            })
+            .map_err(io("creating the waiter's wake-up socket for", &cfg.socket))?;
         remove_stale(&cfg.socket)?;
         let listener = UnixListener::bind(&cfg.socket).map_err(io("binding", &cfg.socket))?;
+        let meta = std::fs::symlink_metadata(&cfg.socket).map_err(io("inspecting", &cfg.socket))?;
         std::fs::set_permissions(
             &cfg.socket,
             std::fs::Permissions::from_mode(cfg.socket_mode),
@@ -157,6 +197,7 @@ impl Server {
             mode = format_args!("{:o}", cfg.socket_mode),
             backend = backend.name(),
             max_connections = cfg.max_connections,
+            max_pending = cfg.max_pending,
             "quote helper listening"
         );
         let state = Arc::new(State {
@@ -166,6 +207,8 @@ impl Server {
         });
         Ok(Self {
             listener,
+            identity: (meta.dev(), meta.ino()),
+            wake,
             cfg,
             state,
         })
@@ -177,36 +220,41 @@ impl Server {
         &self.cfg.socket
     }
 
-    /// Serves on worker threads until `shutdown` resolves, then stops accepting, removes the
-    /// socket file and waits up to `drain_timeout` for in-flight connections.
+    /// Serves on worker threads until `shutdown` resolves, then removes the socket file (if
+    /// it is still the one this server created), serves the connections already waiting in
+    /// the backlog, stops accepting and waits up to `drain_timeout` for in-flight connections.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (wake_rx, wake_tx) = self.wake;
         let pool = Arc::new(Pool {
             listener: self.listener,
             state: self.state,
             max: self.cfg.max_connections,
+            max_pending: self.cfg.max_pending,
             stop: AtomicBool::new(false),
+            backlog_drained: AtomicBool::new(false),
             idle: AtomicUsize::new(0),
-            workers: Mutex::new(0),
+            live: Mutex::new(Live::default()),
             all_gone: Condvar::new(),
+            parking: Mutex::new(Vec::new()),
+            wake: wake_tx,
         });
+        Pool::start_waiter(&pool, wake_rx);
         for _ in 0..INITIAL_WORKERS.min(pool.max) {
-            Pool::spawn_worker(&pool);
+            Pool::spawn_worker(&pool, &mut None);
         }
         shutdown.await;
         pool.stop.store(true, Ordering::SeqCst);
-        // Wake the workers blocked in accept: on Linux, shutdown(2) on a listening socket makes
-        // every pending and later accept fail (EINVAL).
-        if let Err(e) = rustix::net::shutdown(&pool.listener, rustix::net::Shutdown::Both) {
-            tracing::warn!(error = %e, "shutting the listening socket down");
-        }
-        if let Err(e) = std::fs::remove_file(&self.cfg.socket) {
-            tracing::debug!(error = %e, "removing socket on shutdown");
-        }
+        remove_if_ours(&self.cfg.socket, self.identity);
         let drain = self.cfg.drain_timeout;
         let p = Arc::clone(&pool);
-        let drained = tokio::task::spawn_blocking(move || p.wait_all_gone(drain))
-            .await
-            .unwrap_or(false);
+        let drained = tokio::task::spawn_blocking(move || {
+            p.drain_backlog();
+            p.backlog_drained.store(true, Ordering::SeqCst);
+            p.wake_waiter();
+            p.wait_all_gone(drain)
+        })
+        .await
+        .unwrap_or(false);
         if drained {
             tracing::info!("quote helper stopped");
         } else {
@@ -215,64 +263,219 @@ impl Server {
     }
 }
 
-/// The listening socket and its workers.
+/// Removes the socket file at `path` if it is still the file this server bound (a newer
+/// instance may have replaced it meanwhile: its socket is left alone).
+fn remove_if_ours(path: &Path, identity: (u64, u64)) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if (m.dev(), m.ino()) == identity => {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(error = %e, path = %path.display(), "removing socket on shutdown");
+            }
+        }
+        Ok(_) => tracing::info!(
+            path = %path.display(),
+            "socket path now belongs to another instance; leaving it"
+        ),
+        Err(e) => tracing::debug!(error = %e, "socket already gone on shutdown"),
+    }
+}
+
+/// Threads alive, under one lock so shutdown can wait for all of them.
+#[derive(Default)]
+struct Live {
+    workers: usize,
+    waiter: bool,
+}
+
+/// The listening socket, its workers and its waiter.
 struct Pool {
     listener: UnixListener,
     state: Arc<State>,
-    /// Most workers (connections served at once).
+    /// Most workers (requests served at once).
     max: usize,
+    /// Most connections held by the waiter.
+    max_pending: usize,
     stop: AtomicBool,
+    /// Set once shutdown has served the backlog: the waiter may exit when it holds nothing.
+    backlog_drained: AtomicBool,
     /// Workers blocked in `accept`.
     idle: AtomicUsize,
-    /// Live workers.
-    workers: Mutex<usize>,
-    /// Signalled when the last worker exits.
+    live: Mutex<Live>,
+    /// Signalled when the last thread exits.
     all_gone: Condvar,
+    /// Connections handed to the waiter, not yet taken in by it.
+    parking: Mutex<Vec<Parked>>,
+    /// Write end of the waiter's wake-up socket.
+    wake: UnixStream,
+}
+
+/// A caller, for the request log line; holds its connection's place in
+/// `connections_in_flight` until dropped.
+struct Peer {
+    start: Instant,
+    pid: Option<i32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Peer {
+    fn of(stream: &UnixStream, metrics: &Metrics) -> Self {
+        let start = Instant::now();
+        // The caller's credentials are for the request log line only: not fetched when it is
+        // not logged.
+        let (pid, uid, gid) = if tracing::enabled!(tracing::Level::INFO) {
+            peer_credentials(stream)
+        } else {
+            (None, None, None)
+        };
+        metrics.in_flight.inc();
+        Self {
+            start,
+            pid,
+            uid,
+            gid,
+            in_flight: metrics.in_flight.clone(),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
+
+/// SO_PEERCRED of the caller. The kernel reports pid 0 for a caller outside this process's
+/// pid namespace (the usual case in Kubernetes: apps run in their own pods): that pid is left
+/// out, uid and gid are still reported.
+fn peer_credentials(stream: &UnixStream) -> (Option<i32>, Option<u32>, Option<u32>) {
+    match nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(c) => (
+            Some(c.pid()).filter(|p| *p > 0),
+            Some(c.uid()),
+            Some(c.gid()),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "SO_PEERCRED");
+            (None, None, None)
+        }
+    }
+}
+
+/// A complete request taken in by the waiter, for a worker to answer.
+struct Ready {
+    stream: UnixStream,
+    req: Request,
+    peer: Peer,
+}
+
+/// A connection the waiter holds while its client is slow.
+struct Parked {
+    stream: UnixStream,
+    peer: Peer,
+    /// When the client's time for this step runs out.
+    deadline: Instant,
+    wait: Wait,
+}
+
+enum Wait {
+    /// The request has not come in whole: the waiter reads it (taking it off the socket).
+    Request { buf: Vec<u8> },
+    /// The response did not fit the socket buffer: the waiter writes the rest.
+    Response {
+        frame: Vec<u8>,
+        sent: usize,
+        /// Bytes of the request still queued on the socket (peeked, not taken).
+        drain: usize,
+        kind: RequestKind,
+        code: AesmError,
+    },
 }
 
 impl Pool {
-    /// Starts one more worker unless `max` run already; false if none was started.
-    fn spawn_worker(pool: &Arc<Pool>) -> bool {
-        let mut n = pool.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        if *n >= pool.max || pool.stop.load(Ordering::SeqCst) {
+    /// Starts one more worker, which first answers the request in `ready` (taken from it) if
+    /// there is one, unless `max` run already; false if none was started (`ready` then keeps
+    /// its request). Without a request to answer, none is started after shutdown began.
+    fn spawn_worker(pool: &Arc<Pool>, ready: &mut Option<Ready>) -> bool {
+        let mut live = pool.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if live.workers >= pool.max || (ready.is_none() && pool.stop.load(Ordering::SeqCst)) {
             return false;
         }
         let p = Arc::clone(pool);
+        // The request moves into the thread only once it exists: kept here until then.
+        let slot = Arc::new(Mutex::new(ready.take()));
+        let for_thread = Arc::clone(&slot);
         match std::thread::Builder::new()
             .name("aesm-worker".into())
-            .spawn(move || p.work())
-        {
+            .spawn(move || {
+                let first = for_thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                p.work(first);
+            }) {
             Ok(_) => {
-                *n = n.saturating_add(1);
+                live.workers = live.workers.saturating_add(1);
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, workers = *n, "could not start a worker thread");
+                tracing::warn!(error = %e, workers = live.workers, "could not start a worker thread");
+                *ready = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
                 false
             }
         }
     }
 
-    /// A worker: accept, serve, repeat; retires when enough others are idle or on shutdown.
-    fn work(self: Arc<Self>) {
-        loop {
+    fn start_waiter(pool: &Arc<Pool>, wake: UnixStream) {
+        let p = Arc::clone(pool);
+        let mut live = pool.live.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::thread::Builder::new()
+            .name("aesm-waiter".into())
+            .spawn(move || p.wait_loop(&wake))
+        {
+            Ok(_) => live.waiter = true,
+            // Without the waiter, slow clients are closed when handed over (see `park`).
+            Err(e) => tracing::error!(error = %e, "could not start the waiter thread"),
+        }
+    }
+
+    /// A worker: answers `first` if given, then accept, serve, repeat; retires when enough
+    /// others are idle, or when shutdown has begun and the backlog is empty.
+    fn work(self: Arc<Self>, first: Option<Ready>) {
+        let keep_accepting = || self.keep_accepting();
+        if let Some(r) = first {
+            respond(
+                r.stream,
+                r.req,
+                r.peer,
+                0,
+                &self.state,
+                &keep_accepting,
+                self.as_ref(),
+            );
+        }
+        while !self.stop.load(Ordering::SeqCst) {
             self.idle.fetch_add(1, Ordering::SeqCst);
             // Without the peer's address (unnamed for a client socket anyway): saves the
             // kernel filling one in per connection.
             let accepted =
                 rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC);
             self.idle.fetch_sub(1, Ordering::SeqCst);
-            if self.stop.load(Ordering::SeqCst) {
-                break;
-            }
             match accepted {
                 Ok(fd) => {
-                    let stream = UnixStream::from(fd);
-                    connection(stream, &self.state, &|| self.keep_accepting());
+                    // Served even when shutdown began meanwhile: the client is waiting.
+                    connection(
+                        UnixStream::from(fd),
+                        &self.state,
+                        &keep_accepting,
+                        self.as_ref(),
+                    );
                     if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
                         break;
                     }
                 }
+                Err(_) if self.stop.load(Ordering::SeqCst) => break,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -280,100 +483,351 @@ impl Pool {
                 }
             }
         }
-        let mut n = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+        self.exited(|live| live.workers = live.workers.saturating_sub(1));
+    }
+
+    fn exited(&self, what: impl FnOnce(&mut Live)) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        what(&mut live);
+        if live.workers == 0 && !live.waiter {
             self.all_gone.notify_all();
         }
     }
 
     /// Called before a worker may wait: starts a worker if none is in `accept`, so a slow
-    /// client or a slow backend call never keeps the others waiting.
+    /// backend call never keeps the others waiting.
     fn keep_accepting(self: &Arc<Self>) {
         if self.idle.load(Ordering::SeqCst) == 0 {
-            Pool::spawn_worker(self);
+            Pool::spawn_worker(self, &mut None);
         }
     }
 
-    /// Waits until every worker has exited, at most `timeout`; true if they all did.
-    fn wait_all_gone(&self, timeout: Duration) -> bool {
-        let n = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        let (n, _) = self
-            .all_gone
-            .wait_timeout_while(n, timeout, |n| *n > 0)
-            .unwrap_or_else(PoisonError::into_inner);
-        *n == 0
-    }
-}
-
-/// Reads from a connection within one deadline for the whole request. The first read does
-/// not wait: clients send the request right after connecting, so it is usually there, and
-/// then no read timeout needs setting. Otherwise (and for a request in pieces) each read
-/// waits at most for what is left of the deadline.
-struct Deadline<'a> {
-    stream: &'a UnixStream,
-    until: Instant,
-    first: bool,
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if std::mem::replace(&mut self.first, false) {
-            match rustix::net::recv(self.stream, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
-                Ok((n, _)) => return Ok(n),
-                Err(rustix::io::Errno::AGAIN) => {}
-                Err(e) => return Err(e.into()),
+    /// At shutdown: serves the connections already in the backlog (their clients are
+    /// waiting), then makes every `accept` fail so idle workers exit.
+    fn drain_backlog(self: &Arc<Self>) {
+        if let Err(e) = self.listener.set_nonblocking(true) {
+            tracing::warn!(error = %e, "making the listening socket non-blocking");
+        }
+        let keep_accepting = || {};
+        loop {
+            match rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC) {
+                Ok(fd) => connection(UnixStream::from(fd), &self.state, &keep_accepting, self),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
             }
         }
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
+        // On Linux, shutdown(2) on a listening socket makes every pending and later accept
+        // fail (EINVAL): wakes the workers blocked in accept.
+        if let Err(e) = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both) {
+            tracing::warn!(error = %e, "shutting the listening socket down");
         }
-        self.stream.set_read_timeout(Some(left))?;
-        (&mut &*self.stream).read(buf)
+    }
+
+    /// Hands a connection to the waiter.
+    fn park(&self, p: Parked) {
+        if !self.live.lock().map(|l| l.waiter).unwrap_or(false) {
+            finish_parked(p, "no_waiter", &self.state);
+            return;
+        }
+        self.parking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(p);
+        self.wake_waiter();
+    }
+
+    fn wake_waiter(&self) {
+        // Non-blocking: a full socket means a wake-up is pending already.
+        let _ = rustix::net::send(&self.wake, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+    }
+
+    /// The waiter: holds connections whose clients are slow until they complete a step, run
+    /// out of time or are evicted.
+    fn wait_loop(self: Arc<Self>, wake: &UnixStream) {
+        let mut parked: Vec<Parked> = Vec::new();
+        let mut ready: VecDeque<Ready> = VecDeque::new();
+        let mut drained = [0u8; 64];
+        loop {
+            parked.append(&mut self.parking.lock().unwrap_or_else(PoisonError::into_inner));
+            self.state
+                .metrics
+                .parked
+                .set(i64::try_from(parked.len()).unwrap_or(i64::MAX));
+            while parked.len() > self.max_pending {
+                // The one that has waited longest: connections arrive in deadline order.
+                if let Some(i) = parked
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, p)| p.deadline)
+                    .map(|(i, _)| i)
+                {
+                    finish_parked(parked.swap_remove(i), "evicted", &self.state);
+                }
+            }
+            while let Some(r) = ready.pop_front() {
+                let mut r = Some(r);
+                if !Pool::spawn_worker(&self, &mut r) {
+                    if let Some(r) = r {
+                        ready.push_front(r);
+                    }
+                    break;
+                }
+            }
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if stopping {
+                // Requests still to come are not awaited; responses still going out are.
+                let (waiting, rest): (Vec<_>, Vec<_>) = parked
+                    .into_iter()
+                    .partition(|p| matches!(p.wait, Wait::Request { .. }));
+                parked = rest;
+                for p in waiting {
+                    finish_parked(p, "shutdown", &self.state);
+                }
+                if parked.is_empty()
+                    && ready.is_empty()
+                    && self.backlog_drained.load(Ordering::SeqCst)
+                {
+                    break;
+                }
+            }
+            self.state
+                .metrics
+                .parked
+                .set(i64::try_from(parked.len()).unwrap_or(i64::MAX));
+            let now = Instant::now();
+            let mut timeout = parked
+                .iter()
+                .map(|p| p.deadline.saturating_duration_since(now))
+                .min();
+            if !ready.is_empty() {
+                timeout = Some(timeout.map_or(HANDOFF_RETRY, |t| t.min(HANDOFF_RETRY)));
+            }
+            let revents = {
+                let mut fds = Vec::with_capacity(parked.len().saturating_add(1));
+                fds.push(PollFd::new(wake, PollFlags::IN));
+                fds.extend(parked.iter().map(|p| {
+                    let want = match p.wait {
+                        Wait::Request { .. } => PollFlags::IN,
+                        Wait::Response { .. } => PollFlags::OUT,
+                    };
+                    PollFd::new(&p.stream, want)
+                }));
+                let ts = timeout.and_then(|t| rustix::time::Timespec::try_from(t).ok());
+                if let Err(e) = rustix::event::poll(&mut fds, ts.as_ref())
+                    && e != rustix::io::Errno::INTR
+                {
+                    tracing::warn!(error = %e, "waiter poll failed");
+                    std::thread::sleep(HANDOFF_RETRY);
+                }
+                fds.iter().map(PollFd::revents).collect::<Vec<_>>()
+            };
+            if revents.first().is_some_and(|r| !r.is_empty()) {
+                while matches!(rustix::net::recv(wake, &mut drained, RecvFlags::DONTWAIT), Ok((n, _)) if n > 0)
+                {
+                }
+            }
+            let now = Instant::now();
+            let mut kept = Vec::with_capacity(parked.len());
+            for (p, ev) in parked.into_iter().zip(revents.into_iter().skip(1)) {
+                if ev.is_empty() {
+                    if now >= p.deadline {
+                        let result = match p.wait {
+                            Wait::Request { .. } => "timeout",
+                            Wait::Response { .. } => "write_timeout",
+                        };
+                        finish_parked(p, result, &self.state);
+                    } else {
+                        kept.push(p);
+                    }
+                    continue;
+                }
+                match step(p, &self.state) {
+                    Step::Wait(p) => kept.push(p),
+                    Step::Ready(r) => ready.push_back(r),
+                    Step::Done => {}
+                }
+            }
+            parked = kept;
+        }
+        self.state.metrics.parked.set(0);
+        self.exited(|live| live.waiter = false);
+    }
+
+    /// Waits until every thread has exited, at most `timeout`; true if they all did.
+    fn wait_all_gone(&self, timeout: Duration) -> bool {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let (live, _) = self
+            .all_gone
+            .wait_timeout_while(live, timeout, |l| l.workers > 0 || l.waiter)
+            .unwrap_or_else(PoisonError::into_inner);
+        live.workers == 0 && !live.waiter
     }
 }
 
-/// A request read with `MSG_PEEK` into the caller's buffer: still queued on the socket until
-/// [`Peeked::consume`].
-struct Peeked {
-    /// Bytes of the frame (prefix and payload) on the socket and at the start of the buffer.
-    frame_len: usize,
+/// What a parked connection did when its socket became ready.
+enum Step {
+    Wait(Parked),
+    Ready(Ready),
+    Done,
 }
 
-impl Peeked {
-    /// The request's protobuf bytes, from the buffer the request was peeked into.
-    fn payload<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        buf.get(aesm::frame::PREFIX_LEN..self.frame_len)
-            .unwrap_or_default()
-    }
-
-    /// Takes the request off the socket, after the response has been sent. Taking it earlier
-    /// would wake the client (which waits in `recv` for the response) for nothing: freeing the
-    /// client's sent data signals "writable" on the client's socket, and a task blocked in
-    /// `recv` on a Unix socket is woken by that too. Taking it at all keeps `close` from
-    /// reporting ECONNRESET to the client.
-    fn consume(self, stream: &UnixStream, buf: &mut [u8]) {
-        let want = self.frame_len.min(buf.len());
-        let buf = buf.get_mut(..want).unwrap_or_default();
-        if let Err(e) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT) {
-            tracing::debug!(error = %e, "taking a served request off the socket");
+/// Reads what a slow request allows, or writes what a slow reader takes.
+fn step(mut p: Parked, st: &State) -> Step {
+    match &mut p.wait {
+        Wait::Request { buf } => {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let want = match buf.first_chunk::<PREFIX_LEN>() {
+                    None => PREFIX_LEN,
+                    Some(prefix) => match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
+                        Ok(len) => PREFIX_LEN.saturating_add(len),
+                        Err(e) => return reject(p, &e, st),
+                    },
+                };
+                if buf.len() >= PREFIX_LEN && buf.len() >= want {
+                    let payload = buf.get(PREFIX_LEN..want).unwrap_or_default();
+                    return match Request::decode(payload) {
+                        Ok(req) => Step::Ready(Ready {
+                            stream: p.stream,
+                            req,
+                            peer: p.peer,
+                        }),
+                        Err(e) => reject(p, &e, st),
+                    };
+                }
+                let room = want.saturating_sub(buf.len()).min(chunk.len());
+                let Some(into) = chunk.get_mut(..room) else {
+                    return Step::Wait(p);
+                };
+                match rustix::net::recv(&p.stream, into, RecvFlags::DONTWAIT) {
+                    Ok((0, _)) => {
+                        let e = aesm::frame::eof_error(buf.len(), want);
+                        return reject(p, &e, st);
+                    }
+                    Ok((n, _)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                        return Step::Wait(p);
+                    }
+                    Err(e) => return reject(p, &aesm::Error::Io(e.into()), st),
+                }
+            }
         }
+        Wait::Response {
+            frame,
+            sent,
+            drain,
+            kind,
+            code,
+        } => loop {
+            let rest = frame.get(*sent..).unwrap_or_default();
+            if rest.is_empty() {
+                take_request(&p.stream, *drain);
+                finish(&p.peer, *kind, *code, code.label(), st);
+                return Step::Done;
+            }
+            match rustix::net::send(&p.stream, rest, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+                Ok(n) => *sent = sent.saturating_add(n),
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Step::Wait(p),
+                Err(_) => {
+                    let (kind, code) = (*kind, *code);
+                    finish(&p.peer, kind, code, "write_failed", st);
+                    return Step::Done;
+                }
+            }
+        },
     }
+}
+
+/// Closes a parked connection that did not complete its step, with its log line.
+fn finish_parked(p: Parked, result: &'static str, st: &State) {
+    match p.wait {
+        Wait::Request { .. } => {
+            st.metrics.count("invalid", result);
+            tracing::info!(
+                peer_pid = p.peer.pid,
+                peer_uid = p.peer.uid,
+                peer_gid = p.peer.gid,
+                request = "none",
+                result,
+                duration_ms = p.peer.start.elapsed().as_secs_f64() * 1e3,
+                "client sent no complete request in time; closing"
+            );
+        }
+        Wait::Response { kind, code, .. } => finish(&p.peer, kind, code, result, st),
+    }
+}
+
+/// Closes a connection whose request could not be read, with its log line.
+fn reject(p: Parked, e: &aesm::Error, st: &State) -> Step {
+    log_rejected(&p.peer, e, st);
+    Step::Done
+}
+
+fn log_rejected(peer: &Peer, e: &aesm::Error, st: &State) {
+    let result = transport_label(e);
+    st.metrics.count("invalid", result);
+    tracing::info!(
+        peer_pid = peer.pid, peer_uid = peer.uid, peer_gid = peer.gid, request = "invalid",
+        result, error = %e, duration_ms = peer.start.elapsed().as_secs_f64() * 1e3,
+        "aesm request rejected; closing"
+    );
+}
+
+/// Counts and logs an answered request.
+fn finish(peer: &Peer, kind: RequestKind, code: AesmError, result: &'static str, st: &State) {
+    let elapsed = peer.start.elapsed();
+    st.metrics.count(kind.label(), result);
+    if kind == RequestKind::GetQuoteEx && code == AesmError::Success && result == code.label() {
+        st.metrics.quote_latency.observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        peer_pid = peer.pid,
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        request = kind.label(),
+        result,
+        aesm_code = code.code(),
+        duration_ms = elapsed.as_secs_f64() * 1e3,
+        "aesm request"
+    );
+}
+
+/// Takes `len` peeked request bytes off the socket, after the response has been sent. Taking
+/// them earlier would wake the client (which waits in `recv` for the response) for nothing:
+/// freeing the client's sent data signals "writable" on the client's socket, and a task
+/// blocked in `recv` on a Unix socket is woken by that too. Taking them at all keeps `close`
+/// from reporting ECONNRESET to the client.
+fn take_request(stream: &UnixStream, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let mut buf = [0u8; aesm::frame::REQUEST_FIRST_READ];
+    let want = len.min(buf.len());
+    let buf = buf.get_mut(..want).unwrap_or_default();
+    if let Err(e) = rustix::net::recv(stream, buf, RecvFlags::DONTWAIT) {
+        tracing::debug!(error = %e, "taking a served request off the socket");
+    }
+}
+
+/// What a peek at a new connection found.
+enum Peek {
+    /// A whole request of `frame_len` bytes (prefix included) is at the start of the buffer.
+    Complete { frame_len: usize },
+    /// A length prefix above the bound.
+    TooLarge(aesm::Error),
+    /// Not all there (or nothing yet, or the client closed): for the waiter.
+    Incomplete,
 }
 
 /// The usual case, cheaply: the whole request arrives in one piece right after `connect`.
-/// Peeks at what is queued (into `buf`), waiting (poll) once for the first bytes if there are
-/// none yet; `None` when no complete, well-framed request that fits `buf` is queued after
-/// that: the caller then reads it the general way, with the same deadline, and reports what
-/// is wrong with it.
+/// Peeks at what is queued (into `buf`), waiting (poll) at most `grace` for the first bytes
+/// if there are none yet.
 fn peek_request(
     stream: &UnixStream,
-    until: Instant,
+    grace: Duration,
     before_wait: &dyn Fn(),
     buf: &mut [u8],
-) -> Option<Peeked> {
-    use rustix::net::RecvFlags;
+) -> Peek {
     let peek = |buf: &mut [u8]| {
         rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT).map(|(n, _)| n)
     };
@@ -381,170 +835,133 @@ fn peek_request(
         Ok(n) => n,
         Err(rustix::io::Errno::AGAIN) => {
             before_wait();
-            let left = until.saturating_duration_since(Instant::now());
-            let timeout = rustix::time::Timespec::try_from(left).ok()?;
-            let mut fds = [rustix::event::PollFd::new(
-                stream,
-                rustix::event::PollFlags::IN,
-            )];
-            if rustix::event::poll(&mut fds, Some(&timeout)).ok()? == 0 {
-                return None;
+            let Ok(timeout) = rustix::time::Timespec::try_from(grace) else {
+                return Peek::Incomplete;
+            };
+            let mut fds = [PollFd::new(stream, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(1..) => match peek(buf) {
+                    Ok(n) => n,
+                    Err(_) => return Peek::Incomplete,
+                },
+                _ => return Peek::Incomplete,
             }
-            peek(buf).ok()?
         }
-        Err(_) => return None,
+        Err(_) => return Peek::Incomplete,
     };
-    let queued = buf.get(..n)?;
-    let (prefix, rest) = queued.split_first_chunk::<{ aesm::frame::PREFIX_LEN }>()?;
-    let len = aesm::frame::check_len(*prefix, MAX_REQUEST_LEN).ok()?;
-    rest.get(..len)?;
-    Some(Peeked {
-        frame_len: aesm::frame::PREFIX_LEN.saturating_add(len),
-    })
-}
-
-/// Writes `frame` whole. A frame that fits the socket's send buffer (any quote) goes out in
-/// one non-blocking send; only the rest, if any, waits, at most `timeout`.
-fn write_frame(
-    stream: &UnixStream,
-    frame: &[u8],
-    timeout: Duration,
-    before_wait: &dyn Fn(),
-) -> std::io::Result<()> {
-    let sent = match rustix::net::send(stream, frame, rustix::net::SendFlags::DONTWAIT) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::AGAIN) => 0,
-        Err(e) => return Err(e.into()),
+    let Some(queued) = buf.get(..n) else {
+        return Peek::Incomplete;
     };
-    let rest = frame.get(sent..).unwrap_or_default();
-    if rest.is_empty() {
-        return Ok(());
+    let Some((prefix, rest)) = queued.split_first_chunk::<PREFIX_LEN>() else {
+        return Peek::Incomplete;
+    };
+    let len = match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
+        Ok(len) => len,
+        Err(e) => return Peek::TooLarge(e),
+    };
+    if rest.get(..len).is_none() {
+        return Peek::Incomplete;
     }
-    before_wait();
-    stream.set_write_timeout(Some(timeout))?;
-    (&mut &*stream).write_all(rest)
+    Peek::Complete {
+        frame_len: PREFIX_LEN.saturating_add(len),
+    }
 }
 
 fn transport_label(e: &aesm::Error) -> &'static str {
     match e {
         aesm::Error::FrameTooLarge { .. } => "frame_too_large",
-        aesm::Error::Truncated { .. } => "truncated",
+        aesm::Error::Truncated { .. } | aesm::Error::TruncatedPrefix { .. } => "truncated",
         aesm::Error::Decode(_) => "malformed",
         aesm::Error::UnknownRequest => "unknown_request",
         _ => "io_error",
     }
 }
 
-/// Whether a read error is the request deadline running out.
-fn is_timeout(e: &aesm::Error) -> bool {
-    matches!(e, aesm::Error::Io(io) if matches!(
-        io.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ))
+/// Serves one accepted connection: answers it if the request is there (or arrives within
+/// [`REQUEST_GRACE`]), otherwise hands it to the waiter. `before_wait` runs before anything
+/// that may wait: the grace for the request, or a backend that
+/// [may block](QuoteBackend::may_block).
+fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn(), pool: &Pool) {
+    let peer = Peer::of(&stream, &st.metrics);
+    let mut buf = [0u8; aesm::frame::REQUEST_FIRST_READ];
+    let grace = REQUEST_GRACE.min(st.io_timeout);
+    match peek_request(&stream, grace, before_wait, &mut buf) {
+        Peek::Complete { frame_len } => {
+            let payload = buf.get(PREFIX_LEN..frame_len).unwrap_or_default();
+            match Request::decode(payload) {
+                Ok(req) => respond(stream, req, peer, frame_len, st, before_wait, pool),
+                Err(e) => log_rejected(&peer, &e, st),
+            }
+        }
+        Peek::TooLarge(e) => log_rejected(&peer, &e, st),
+        Peek::Incomplete => pool.park(Parked {
+            stream,
+            deadline: peer.start + st.io_timeout,
+            peer,
+            wait: Wait::Request { buf: Vec::new() },
+        }),
+    }
 }
 
-/// Serves one connection. `before_wait` runs before anything that may wait: for the client
-/// (its request is not complete yet, or the response does not fit the socket buffer) or for
-/// a backend that [may block](QuoteBackend::may_block).
-fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn()) {
-    let start = Instant::now();
-    // The caller's credentials are for the request log line only: not fetched when it is
-    // not logged.
-    let cred = if tracing::enabled!(tracing::Level::INFO) {
-        rustix::net::sockopt::socket_peercred(&stream).ok()
-    } else {
-        None
-    };
-    let pid = cred.as_ref().map(|c| c.pid.as_raw_nonzero().get());
-    let uid = cred.as_ref().map(|c| c.uid.as_raw());
-    let gid = cred.as_ref().map(|c| c.gid.as_raw());
-    st.metrics.in_flight.inc();
-    let until = start + st.io_timeout;
-    let mut buf = [0u8; aesm::frame::REQUEST_FIRST_READ];
-    let peeked = peek_request(&stream, until, before_wait, &mut buf);
-    let read = match &peeked {
-        Some(p) => Request::decode(p.payload(&buf)),
-        None => {
-            before_wait();
-            let mut r = Deadline {
-                stream: &stream,
-                until,
-                first: true,
-            };
-            aesm::frame::read_frame_blocking(
-                &mut r,
-                MAX_REQUEST_LEN,
-                aesm::frame::REQUEST_FIRST_READ,
-            )
-            .and_then(|payload| Request::decode(&payload))
-        }
-    };
-    let req = match read {
-        Ok(req) => req,
-        Err(e) if is_timeout(&e) => {
-            st.metrics.count("invalid", "timeout");
-            tracing::info!(
-                peer_pid = pid,
-                peer_uid = uid,
-                peer_gid = gid,
-                request = "none",
-                result = "timeout",
-                duration_ms = start.elapsed().as_secs_f64() * 1e3,
-                "client sent no complete request in time; closing"
-            );
-            st.metrics.in_flight.dec();
-            return;
-        }
-        Err(e) => {
-            let result = transport_label(&e);
-            st.metrics.count("invalid", result);
-            tracing::info!(
-                peer_pid = pid, peer_uid = uid, peer_gid = gid, request = "invalid", result,
-                error = %e, duration_ms = start.elapsed().as_secs_f64() * 1e3,
-                "aesm request rejected; closing"
-            );
-            st.metrics.in_flight.dec();
-            return;
-        }
-    };
+/// Answers `req`: the response goes out in one non-blocking send if it fits the socket
+/// buffer (any quote does), otherwise the waiter writes the rest. `drain` request bytes are
+/// still queued (peeked) and are taken off after the response.
+fn respond(
+    stream: UnixStream,
+    req: Request,
+    peer: Peer,
+    drain: usize,
+    st: &State,
+    before_wait: &dyn Fn(),
+    pool: &Pool,
+) {
     let kind = req.kind();
     if st.backend.may_block() {
         before_wait();
     }
     let res = handle(st.backend.as_ref(), req);
     let code = res.code();
-    let result = match res.into_frame() {
-        Ok(frame) => match write_frame(&stream, &frame, st.io_timeout, before_wait) {
-            Ok(()) => code.label(),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                "write_timeout"
-            }
-            Err(_) => "write_failed",
-        },
-        Err(_) => "write_failed",
+    let Ok(frame) = res.into_frame() else {
+        finish(&peer, kind, code, "write_failed", st);
+        return;
     };
-    if let Some(p) = peeked {
-        p.consume(&stream, &mut buf);
+    let sent = match rustix::net::send(&stream, &frame, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::AGAIN) => 0,
+        Err(_) => {
+            finish(&peer, kind, code, "write_failed", st);
+            return;
+        }
+    };
+    if sent >= frame.len() {
+        take_request(&stream, drain);
+        finish(&peer, kind, code, code.label(), st);
+        return;
     }
-    let elapsed = start.elapsed();
-    st.metrics.count(kind.label(), result);
-    if kind == RequestKind::GetQuoteEx && code == AesmError::Success {
-        st.metrics.quote_latency.observe(elapsed.as_secs_f64());
+    pool.park(Parked {
+        stream,
+        deadline: Instant::now() + st.io_timeout,
+        peer,
+        wait: Wait::Response {
+            frame,
+            sent,
+            drain,
+            kind,
+            code,
+        },
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_credentials_name_the_caller() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (pid, uid, gid) = peer_credentials(&a);
+        assert_eq!(pid, Some(i32::try_from(std::process::id()).unwrap()));
+        assert_eq!(uid, Some(rustix::process::getuid().as_raw()));
+        assert_eq!(gid, Some(rustix::process::getgid().as_raw()));
     }
-    tracing::info!(
-        peer_pid = pid,
-        peer_uid = uid,
-        peer_gid = gid,
-        request = kind.label(),
-        result,
-        aesm_code = code.code(),
-        duration_ms = elapsed.as_secs_f64() * 1e3,
-        "aesm request"
-    );
-    st.metrics.in_flight.dec();
 }

@@ -5,6 +5,7 @@
 
 mod aesm_client;
 mod robustness;
+mod slow_clients;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,12 +83,45 @@ async fn start_with(
     start_backend(dir, sim_state, backend, max_connections, io_timeout).await
 }
 
+/// Starts a server with the sim backend and a bound on the connections held for slow
+/// clients.
+pub async fn start_tuned(
+    max_connections: usize,
+    max_pending: usize,
+    io_timeout: Duration,
+) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_state = dir.path().join("sim");
+    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
+    let backend = Arc::new(SimBackend::new(sim));
+    start_cfg(
+        dir,
+        sim_state,
+        backend,
+        max_connections,
+        max_pending,
+        io_timeout,
+    )
+    .await
+}
+
 /// Starts a server with any backend.
 pub async fn start_backend(
     dir: tempfile::TempDir,
     sim_state: PathBuf,
     backend: Arc<dyn quote_helper::QuoteBackend>,
     max_connections: usize,
+    io_timeout: Duration,
+) -> Running {
+    start_cfg(dir, sim_state, backend, max_connections, 1024, io_timeout).await
+}
+
+async fn start_cfg(
+    dir: tempfile::TempDir,
+    sim_state: PathBuf,
+    backend: Arc<dyn quote_helper::QuoteBackend>,
+    max_connections: usize,
+    max_pending: usize,
     io_timeout: Duration,
 ) -> Running {
     // A nested, not-yet-existing directory: the server creates it.
@@ -99,6 +133,7 @@ pub async fn start_backend(
             socket: socket.clone(),
             socket_mode: 0o666,
             max_connections,
+            max_pending,
             io_timeout,
             drain_timeout: Duration::from_secs(2),
         },

@@ -27,7 +27,7 @@ fn raw(socket: &Path, bytes: &[u8], half_close: bool) -> Vec<u8> {
     out
 }
 
-fn quote_ok(socket: &Path) {
+pub(crate) fn quote_ok(socket: &Path) {
     let c = client(socket);
     let size = c.get_quote_size_ex().unwrap();
     let (quote, _) = c
@@ -163,6 +163,7 @@ async fn socket_lifecycle_dir_mode_stale_in_use_and_shutdown() {
         socket: socket.clone(),
         socket_mode: 0o600,
         max_connections: 2,
+        max_pending: 16,
         io_timeout: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(1),
     };
@@ -354,10 +355,10 @@ async fn responses_larger_than_the_socket_buffer_are_written_whole_or_time_out()
 
 /// The sim backend, with every quote taking `delay` (as an enclave call or a network fetch
 /// may): a backend that [may block](quote_helper::QuoteBackend::may_block).
-struct SlowBackend {
-    inner: quote_helper::backend::sim::SimBackend,
-    delay: Duration,
-    done: std::sync::atomic::AtomicUsize,
+pub(crate) struct SlowBackend {
+    pub(crate) inner: quote_helper::backend::sim::SimBackend,
+    pub(crate) delay: Duration,
+    pub(crate) done: std::sync::atomic::AtomicUsize,
 }
 
 impl quote_helper::QuoteBackend for SlowBackend {

@@ -1,0 +1,245 @@
+//! Clients that are slow on purpose: connections that send nothing, responses nobody reads,
+//! and shutdown with clients still queued. None of them may keep a worker from others.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aesm::Request;
+
+use super::robustness::{SlowBackend, quote_ok};
+use super::{app_report, client, start_backend, start_tuned};
+
+/// Whether the server has closed `s` (end-of-file or reset), without waiting.
+fn closed_by_server(s: &UnixStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let closed = match (&mut &*s).read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => panic!("the server sent something to a client that sent nothing"),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_silent_clients_hold_no_worker_and_everyone_else_is_served() {
+    // Four workers and a 10 s request timeout: with a worker held per silent connection, 300
+    // of them would keep everyone else waiting for minutes.
+    let io_timeout = Duration::from_secs(10);
+    let srv = start_tuned(4, 1024, io_timeout).await;
+    let socket = srv.socket.clone();
+    let silent: Vec<UnixStream> = tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        move || {
+            (0..300)
+                .map(|_| UnixStream::connect(&socket).unwrap())
+                .collect()
+        }
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric("confcom_quote_helper_connections_waiting 300")
+        .await;
+    let started = Instant::now();
+    tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        move || {
+            for _ in 0..20 {
+                quote_ok(&socket);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < io_timeout,
+        "others waited for the silent clients' timeout"
+    );
+    // The readiness probe gets through too.
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: quote_helper::cli::Args,
+    }
+    let sock = socket.to_str().unwrap().to_owned();
+    let probe = quote_helper::cli::run(Cli::parse_from(["x", "probe", "--socket", &sock]).args)
+        .await
+        .unwrap();
+    assert_eq!(probe, std::process::ExitCode::SUCCESS);
+    assert!(silent.iter().all(|s| !closed_by_server(s)));
+    // Clients that give up are let go at once, not at their timeout.
+    drop(silent);
+    srv.wait_for_metric("confcom_quote_helper_connections_waiting 0")
+        .await;
+    srv.wait_for_metric(
+        r#"confcom_quote_helper_requests_total{type="invalid",result="truncated"} 300"#,
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_pending_the_longest_waiting_connection_is_closed() {
+    let srv = start_tuned(2, 8, Duration::from_secs(30)).await;
+    let socket = srv.socket.clone();
+    let silent: Vec<UnixStream> = tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        move || {
+            (0..20)
+                .map(|i| {
+                    let s = UnixStream::connect(&socket).unwrap();
+                    if i == 0 {
+                        // Let the first one be parked before the others arrive.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    s
+                })
+                .collect()
+        }
+    })
+    .await
+    .unwrap();
+    srv.wait_for_metric(r#"{type="invalid",result="evicted"} 12"#)
+        .await;
+    srv.wait_for_metric("confcom_quote_helper_connections_waiting 8")
+        .await;
+    let closed: Vec<bool> = silent.iter().map(closed_by_server).collect();
+    assert!(
+        closed[0],
+        "the longest-waiting connection is the one closed"
+    );
+    assert_eq!(closed.iter().filter(|c| **c).count(), 12, "{closed:?}");
+    tokio::task::spawn_blocking(move || quote_ok(&socket))
+        .await
+        .unwrap();
+    srv.stop().await;
+}
+
+/// A GetQuoteEx frame asking for the largest quote buffer, which does not fit a Unix
+/// socket's send buffer.
+fn large_request() -> Vec<u8> {
+    let req = Request::GetQuoteEx {
+        report: app_report([5; 32], [6; 64]),
+        att_key_id: Some(aesm::keyid::ECDSA_P256_QE3_KEY_ID.to_vec()),
+        qe_report_info: None,
+        buf_size: quote_helper::service::MAX_QUOTE_BUF,
+    };
+    aesm::frame::encode_frame(&req.encode()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_nobody_reads_holds_no_worker_and_has_one_deadline() {
+    // One worker only: while it waited for a reader, nobody else would be served.
+    let io_timeout = Duration::from_secs(10);
+    let srv = start_tuned(1, 1024, io_timeout).await;
+    let socket = srv.socket.clone();
+    let started = Instant::now();
+    let stuck = tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        move || {
+            let mut stuck = UnixStream::connect(&socket).unwrap();
+            stuck.write_all(&large_request()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            for _ in 0..5 {
+                quote_ok(&socket);
+            }
+            stuck
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < io_timeout,
+        "others waited for the stuck reader"
+    );
+    srv.wait_for_metric("confcom_quote_helper_connections_waiting 1")
+        .await;
+    drop(stuck);
+    srv.stop().await;
+
+    // A reader that takes a little at a time, each read well within the timeout: the
+    // timeout bounds the whole response, not each write.
+    let io_timeout = Duration::from_millis(600);
+    let srv = start_tuned(2, 1024, io_timeout).await;
+    let socket = srv.socket.clone();
+    let (got, whole) = tokio::task::spawn_blocking(move || {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        let frame = large_request();
+        s.write_all(&frame).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 32 * 1024];
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let whole = 4 + usize::try_from(quote_helper::service::MAX_QUOTE_BUF).unwrap();
+        (got, whole)
+    })
+    .await
+    .unwrap();
+    assert!(
+        got < whole,
+        "the trickling reader got the whole {whole} bytes"
+    );
+    srv.wait_for_metric(r#"{type="get_quote_ex",result="write_timeout"} 1"#)
+        .await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_the_requests_already_waiting_in_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_state = dir.path().join("sim");
+    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
+    let backend = Arc::new(SlowBackend {
+        inner: quote_helper::backend::sim::SimBackend::new(sim),
+        delay: Duration::from_millis(300),
+        done: std::sync::atomic::AtomicUsize::new(0),
+    });
+    // One worker: the first quote holds it, the next three wait in the backlog.
+    let srv = start_backend(dir, sim_state, backend.clone(), 1, Duration::from_secs(10)).await;
+    let socket = srv.socket.clone();
+    let clients: Vec<_> = (0..4u8)
+        .map(|i| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 100 }));
+                client(&socket).get_quote_ex(&app_report([i; 32], [i; 64]), 8192, None)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(backend.done.load(std::sync::atomic::Ordering::SeqCst), 0);
+    srv.stop().await;
+    for c in clients {
+        let (quote, _) = c.join().unwrap().unwrap();
+        assert_eq!(quote.len(), 8192);
+    }
+    assert_eq!(backend.done.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_the_socket_of_a_newer_instance_alone() {
+    let srv = start_tuned(2, 16, Duration::from_secs(1)).await;
+    let socket = srv.socket.clone();
+    // A newer instance took the path over (as during a rolling update): the old file is
+    // gone and a new socket is bound in its place.
+    std::fs::remove_file(&socket).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let _dir = srv.stop().await;
+    assert!(
+        socket.exists(),
+        "the old instance removed the newer one's socket"
+    );
+    UnixStream::connect(&socket).unwrap();
+    drop(newer);
+}
