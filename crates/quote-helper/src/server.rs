@@ -40,7 +40,7 @@ use std::future::Future;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,62 @@ struct State {
     backend: Arc<dyn QuoteBackend>,
     metrics: Metrics,
     io_timeout: Duration,
+    /// Bounds the log lines of connections that brought no valid request.
+    rejected_log: LogLimit,
+}
+
+/// Log lines of connections that brought no valid request (garbage, truncated, silent,
+/// evicted), per second: beyond it they are counted in the metrics only, and the number left
+/// out is logged once the next second begins. One pod sending garbage in a loop would
+/// otherwise rotate everyone else's request lines out of the log.
+pub const REJECTED_LOG_LINES_PER_SEC: u32 = 20;
+
+/// A per-second budget of log lines.
+struct LogLimit {
+    since: Instant,
+    /// The second (since `since`) the budget is counted in.
+    second: AtomicU64,
+    used: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl LogLimit {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            second: AtomicU64::new(0),
+            used: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more line may be logged now.
+    fn allow(&self) -> bool {
+        let now = self.since.elapsed().as_secs();
+        let second = self.second.load(Ordering::Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+            let left_out = self.suppressed.swap(0, Ordering::Relaxed);
+            if left_out > 0 {
+                tracing::warn!(
+                    left_out,
+                    limit_per_sec = REJECTED_LOG_LINES_PER_SEC,
+                    "log lines of rejected connections left out (they are still counted in \
+                     confcom_quote_helper_requests_total{{type=\"invalid\"}})"
+                );
+            }
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < REJECTED_LOG_LINES_PER_SEC {
+            return true;
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        false
+    }
 }
 
 /// A bound server, ready to [`Server::serve`].
@@ -204,6 +260,7 @@ impl Server {
             backend,
             metrics,
             io_timeout: cfg.io_timeout,
+            rejected_log: LogLimit::new(),
         });
         Ok(Self {
             listener,
@@ -743,6 +800,9 @@ fn finish_parked(p: Parked, result: &'static str, st: &State) {
     match p.wait {
         Wait::Request { .. } => {
             st.metrics.count("invalid", result);
+            if !st.rejected_log.allow() {
+                return;
+            }
             tracing::info!(
                 peer_pid = p.peer.pid,
                 peer_uid = p.peer.uid,
@@ -766,6 +826,9 @@ fn reject(p: Parked, e: &aesm::Error, st: &State) -> Step {
 fn log_rejected(peer: &Peer, e: &aesm::Error, st: &State) {
     let result = transport_label(e);
     st.metrics.count("invalid", result);
+    if !st.rejected_log.allow() {
+        return;
+    }
     tracing::info!(
         peer_pid = peer.pid, peer_uid = peer.uid, peer_gid = peer.gid, request = "invalid",
         result, error = %e, duration_ms = peer.start.elapsed().as_secs_f64() * 1e3,
@@ -955,6 +1018,24 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_connections_are_logged_within_a_budget_per_second() {
+        let limit = LogLimit::new();
+        let allowed = (0..100).filter(|_| limit.allow()).count();
+        // Unless the second turned over during the loop (then up to twice the budget).
+        assert!(
+            allowed == usize::try_from(REJECTED_LOG_LINES_PER_SEC).unwrap()
+                || limit.since.elapsed() >= Duration::from_secs(1),
+            "{allowed}"
+        );
+        assert!(allowed <= 2 * usize::try_from(REJECTED_LOG_LINES_PER_SEC).unwrap());
+        // The next second has a new budget, and the count of lines left out is reported.
+        limit.second.store(u64::MAX, Ordering::Relaxed);
+        assert!(limit.suppressed.load(Ordering::Relaxed) > 0);
+        assert!(limit.allow());
+        assert_eq!(limit.suppressed.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn peer_credentials_name_the_caller() {
