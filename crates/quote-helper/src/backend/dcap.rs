@@ -23,7 +23,8 @@
 #![allow(unsafe_code)]
 
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, TryLockError};
 
 use aesm::AesmError;
 use aws_lc_rs::digest::{SHA256, digest};
@@ -82,7 +83,15 @@ struct Symbols {
 pub struct DcapBackend {
     syms: Mutex<Symbols>,
     pub_key_id: OnceLock<[u8; 32]>,
+    /// Requests waiting for the library (another call is inside it).
+    waiting: AtomicUsize,
 }
+
+/// Requests that may wait for the quoting library while another call is inside it (a first
+/// quote can take seconds: it loads the enclaves and fetches PCK certificates). More are
+/// answered `AESM_BUSY` at once, which clients retry, rather than each holding one of the
+/// server's workers until the library is free.
+pub const MAX_LIBRARY_WAITERS: usize = 4;
 
 /// Checks devices under `dev_root` ("/" on a real node) and returns what is missing.
 #[must_use]
@@ -223,7 +232,34 @@ impl DcapBackend {
         Self {
             syms: Mutex::new(syms),
             pub_key_id: OnceLock::new(),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Runs `f` with the library, waiting for it only if fewer than [`MAX_LIBRARY_WAITERS`]
+    /// requests wait already; otherwise [`AesmError::Busy`].
+    fn with_bounded<T>(&self, f: impl FnOnce(&Symbols) -> T) -> Result<T, AesmError> {
+        let guard = match self.syms.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_LIBRARY_WAITERS {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    tracing::info!(
+                        waiting = MAX_LIBRARY_WAITERS,
+                        "quoting library busy; answering AESM_BUSY"
+                    );
+                    return Err(AesmError::Busy);
+                }
+                let g = self
+                    .syms
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                g
+            }
+        };
+        Ok(f(&guard))
     }
 
     fn with<T>(&self, f: impl FnOnce(&Symbols) -> T) -> T {
@@ -264,8 +300,14 @@ impl QuoteBackend for DcapBackend {
     }
 
     fn target_info(&self) -> Result<[u8; 512], AesmError> {
-        self.raw_target_info()
-            .map_err(|c| log_code("sgx_qe_get_target_info", c))
+        let mut ti = [0u8; 512];
+        // SAFETY: `ti` is a writable sgx_target_info_t (512 bytes).
+        let rc = self.with_bounded(|s| unsafe { (s.get_target_info)(ti.as_mut_ptr()) })?;
+        if rc == 0 {
+            Ok(ti)
+        } else {
+            Err(log_code("sgx_qe_get_target_info", rc))
+        }
     }
 
     /// SHA-256 of the attestation key from the first client quote; 32 zero bytes before
@@ -275,14 +317,20 @@ impl QuoteBackend for DcapBackend {
     }
 
     fn quote_size(&self) -> Result<u32, AesmError> {
-        self.raw_quote_size()
-            .map_err(|c| log_code("sgx_qe_get_quote_size", c))
+        let mut size = 0u32;
+        // SAFETY: `size` is a writable uint32_t.
+        let rc = self.with_bounded(|s| unsafe { (s.get_quote_size)(&mut size) })?;
+        if rc == 0 {
+            Ok(size)
+        } else {
+            Err(log_code("sgx_qe_get_quote_size", rc))
+        }
     }
 
     fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, AesmError> {
         // Size and quote under one lock hold, so no other call (a re-certified key, a new
         // PCK cert chain) can change the size in between.
-        let buf = self.with(|s| {
+        let buf = self.with_bounded(|s| {
             let mut size = 0u32;
             // SAFETY: `size` is a writable uint32_t.
             let rc = unsafe { (s.get_quote_size)(&mut size) };
@@ -297,7 +345,7 @@ impl QuoteBackend for DcapBackend {
                 return Err(log_code("sgx_qe_get_quote", rc));
             }
             Ok(buf)
-        })?;
+        })??;
         if let Ok((q, _)) = sgx_quote::Quote::parse_tolerant(&buf) {
             let mut id = [0u8; 32];
             id.copy_from_slice(digest(&SHA256, &q.signature.attestation_key).as_ref());
@@ -443,6 +491,78 @@ mod tests {
         assert_eq!(res.code(), AesmError::UnableToGenerateQeReport);
         assert!(matches!(res, Response::Error { .. }));
         assert_eq!(fake::QUOTES.load(Ordering::SeqCst), 400, "a quote was made");
+    }
+
+    /// A library call that stays inside until released.
+    mod stuck {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        pub static HOLD: AtomicBool = AtomicBool::new(true);
+        pub static INSIDE: AtomicBool = AtomicBool::new(false);
+
+        pub unsafe extern "C" fn target_info(ti: *mut u8) -> u32 {
+            INSIDE.store(true, Ordering::SeqCst);
+            while HOLD.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            // SAFETY: the caller passes a 512-byte buffer.
+            unsafe { ti.write_bytes(0x11, 512) };
+            0
+        }
+
+        pub unsafe extern "C" fn quote_size(out: *mut u32) -> u32 {
+            // SAFETY: the caller passes a writable uint32_t.
+            unsafe { out.write(100) };
+            0
+        }
+
+        pub unsafe extern "C" fn quote(_report: *const u8, size: u32, buf: *mut u8) -> u32 {
+            // SAFETY: the caller passes `size` writable bytes.
+            unsafe { buf.write_bytes(0x22, usize::try_from(size).unwrap_or(0)) };
+            0
+        }
+    }
+
+    #[test]
+    fn requests_beyond_the_waiters_bound_are_answered_busy_while_the_library_is_held() {
+        use std::sync::atomic::Ordering;
+
+        let b = DcapBackend::from_symbols(Symbols {
+            get_target_info: stuck::target_info,
+            get_quote_size: stuck::quote_size,
+            get_quote: stuck::quote,
+            _lib: Library::from(libloading::os::unix::Library::this()),
+        });
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| b.target_info());
+            while !stuck::INSIDE.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let waiters: Vec<_> = (0..MAX_LIBRARY_WAITERS)
+                .map(|_| s.spawn(|| b.quote_size()))
+                .collect();
+            while b.waiting.load(Ordering::SeqCst) < MAX_LIBRARY_WAITERS {
+                std::thread::yield_now();
+            }
+            // One more: answered while the library is still held (were it to wait instead,
+            // the library is released after 10 s and the answer is not Busy).
+            let (tx, rx) = std::sync::mpsc::channel();
+            let backend = &b;
+            s.spawn(move || {
+                let _ = tx.send((backend.quote_size(), backend.quote(&[0; 432])));
+            });
+            let answer = rx.recv_timeout(std::time::Duration::from_secs(10));
+            stuck::HOLD.store(false, Ordering::SeqCst);
+            let (size, quote) = answer.expect("the extra request waited for the library");
+            assert_eq!(size, Err(AesmError::Busy));
+            assert_eq!(quote, Err(AesmError::Busy));
+            assert_eq!(holder.join().unwrap(), Ok([0x11; 512]));
+            for w in waiters {
+                assert!(w.join().unwrap().is_ok());
+            }
+        });
+        assert_eq!(b.waiting.load(Ordering::SeqCst), 0);
+        assert!(b.quote_size().is_ok());
     }
 
     #[test]
