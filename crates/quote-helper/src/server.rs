@@ -10,16 +10,20 @@
 //! about one worker per core and connections queue in the kernel's backlog instead of
 //! contending for cores. A worker retires when it finds [`SPARE_WORKERS`] others idle.
 //!
-//! A connection never holds a worker while it waits for its client:
+//! A connection holds a worker while it waits for its client at most [`REQUEST_GRACE`]:
 //!
 //! * A request that has not arrived whole within [`REQUEST_GRACE`] of `accept` (real clients
-//!   send it right after `connect`), and a response the client does not take as fast as it is
-//!   written (it does not fit the socket buffer), are handed to one *waiter* thread. It polls
-//!   all such connections, reads or writes what they allow, and gives a request that has come
-//!   in whole to a worker. So clients that connect and send nothing, or never read, cost a
-//!   slot in the waiter, not a worker, and everyone else is served meanwhile.
-//! * The waiter holds at most `max_pending` connections; beyond that it closes the one that
-//!   has waited longest (counted as `result="evicted"`).
+//!   send it right after `connect`, some as two writes: the length prefix, then the payload),
+//!   and a response the client does not take as fast as it is written (it does not fit the
+//!   socket buffer), are handed to one *waiter* thread. It polls all such connections, reads
+//!   or writes what they allow, and gives a request that has come in whole to a new worker
+//!   (workers waiting in `accept` do not count against `max_connections`). So clients that
+//!   connect and send nothing, or never read, cost a slot in the waiter, not a worker, and
+//!   everyone else is served meanwhile.
+//! * The waiter holds at most `max_pending` connections (lowered at start-up to fit the
+//!   open-file limit, which is first raised to its hard limit) and
+//!   [`MAX_HELD_RESPONSE_BYTES`] of unsent responses; beyond that it closes the connection
+//!   that has waited longest (counted as `result="evicted"`).
 //! * Each connection has `io_timeout` in total to send its request, and `io_timeout` to take
 //!   the response, whoever holds it; a client that connects and sends nothing is dropped when
 //!   it expires.
@@ -32,8 +36,9 @@
 //!   request off the socket, and close: no timeouts are set and nothing is handed over.
 //! * Every request is logged as one structured line with the caller's pid/uid/gid from
 //!   SO_PEERCRED, the request type, the result and the duration.
-//! * On shutdown the socket file is removed first (if it is still ours), connections already
-//!   waiting in the backlog are still served, and the server waits up to `drain_timeout`.
+//! * On shutdown the socket file is removed first (if it is still ours); the connections
+//!   already waiting in the backlog are served by the workers and the shutting-down thread
+//!   together, and responses still going out are finished, all within `drain_timeout`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -188,6 +193,46 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerErr
     move |source| ServerError::Io { op, path, source }
 }
 
+/// File descriptors kept free of connections: the listening socket, the metrics endpoint,
+/// the backend's files and libraries, logs.
+const FD_RESERVE: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit, and lowers `max_pending` so that
+/// the waiter's connections, the workers' and [`FD_RESERVE`] fit under it: silent
+/// connections must be evicted before `accept` fails with EMFILE for everyone.
+fn fit_to_fd_limit(max_pending: usize, max_connections: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = raised,
+            Err(e) => tracing::debug!(error = %e, "raising the open-file limit"),
+        }
+    }
+    let Some(soft) = limit.current else {
+        return max_pending;
+    };
+    let room = soft
+        .saturating_sub(FD_RESERVE)
+        .saturating_sub(u64::try_from(max_connections).unwrap_or(u64::MAX))
+        .max(1);
+    let fits = usize::try_from(room).unwrap_or(usize::MAX);
+    if fits < max_pending {
+        tracing::warn!(
+            open_file_limit = soft,
+            max_pending,
+            lowered_to = fits,
+            "max pending connections lowered to fit the open-file limit"
+        );
+        return fits;
+    }
+    max_pending
+}
+
 /// Removes `path` if it is a socket nobody listens on.
 fn remove_stale(path: &Path) -> Result<(), ServerError> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -212,7 +257,7 @@ impl Server {
     /// # Errors
     /// [`ServerError`] naming the path and operation.
     pub fn bind(
-        cfg: ServerConfig,
+        mut cfg: ServerConfig,
         backend: Arc<dyn QuoteBackend>,
         metrics: Metrics,
     ) -> Result<Self, ServerError> {
@@ -240,6 +285,7 @@ impl Server {
                 Ok((rx, tx))
             })
             .map_err(io("creating the waiter's wake-up socket for", &cfg.socket))?;
+        cfg.max_pending = fit_to_fd_limit(cfg.max_pending, cfg.max_connections);
         remove_stale(&cfg.socket)?;
         let listener = UnixListener::bind(&cfg.socket).map_err(io("binding", &cfg.socket))?;
         let meta = std::fs::symlink_metadata(&cfg.socket).map_err(io("inspecting", &cfg.socket))?;
@@ -292,8 +338,9 @@ impl Server {
             idle: AtomicUsize::new(0),
             live: Mutex::new(Live::default()),
             all_gone: Condvar::new(),
-            parking: Mutex::new(Vec::new()),
+            parking: Mutex::new(Parking::default()),
             wake: wake_tx,
+            accept_log: LogLimit::new(),
         });
         Pool::start_waiter(&pool, wake_rx);
         for _ in 0..INITIAL_WORKERS.min(pool.max) {
@@ -305,10 +352,11 @@ impl Server {
         let drain = self.cfg.drain_timeout;
         let p = Arc::clone(&pool);
         let drained = tokio::task::spawn_blocking(move || {
-            p.drain_backlog();
+            let until = Instant::now() + drain;
+            p.drain_backlog(until);
             p.backlog_drained.store(true, Ordering::SeqCst);
             p.wake_waiter();
-            p.wait_all_gone(drain)
+            p.wait_all_gone(until.saturating_duration_since(Instant::now()))
         })
         .await
         .unwrap_or(false);
@@ -344,26 +392,35 @@ struct Live {
     waiter: bool,
 }
 
+/// Connections handed to the waiter and not yet taken in by it.
+#[derive(Default)]
+struct Parking {
+    list: Vec<Parked>,
+    /// The waiter is gone (or never started): nothing more is taken in.
+    closed: bool,
+}
+
 /// The listening socket, its workers and its waiter.
 struct Pool {
     listener: UnixListener,
     state: Arc<State>,
-    /// Most workers (requests served at once).
+    /// Most requests served at once.
     max: usize,
     /// Most connections held by the waiter.
     max_pending: usize,
     stop: AtomicBool,
-    /// Set once shutdown has served the backlog: the waiter may exit when it holds nothing.
+    /// Set once shutdown has served the backlog: the waiter may exit when nothing is left.
     backlog_drained: AtomicBool,
     /// Workers blocked in `accept`.
     idle: AtomicUsize,
     live: Mutex<Live>,
     /// Signalled when the last thread exits.
     all_gone: Condvar,
-    /// Connections handed to the waiter, not yet taken in by it.
-    parking: Mutex<Vec<Parked>>,
+    parking: Mutex<Parking>,
     /// Write end of the waiter's wake-up socket.
     wake: UnixStream,
+    /// Bounds the warnings of a failing `accept` (EMFILE under a flood).
+    accept_log: LogLimit,
 }
 
 /// A caller, for the request log line; holds its connection's place in
@@ -425,6 +482,8 @@ struct Ready {
     stream: UnixStream,
     req: Request,
     peer: Peer,
+    /// A worker must take it by then (the request's own deadline).
+    deadline: Instant,
 }
 
 /// A connection the waiter holds while its client is slow.
@@ -437,7 +496,8 @@ struct Parked {
 }
 
 enum Wait {
-    /// The request has not come in whole: the waiter reads it (taking it off the socket).
+    /// The request has not come in whole: the waiter reads the rest (taking it off the
+    /// socket); `buf` holds what was taken already.
     Request { buf: Vec<u8> },
     /// The response did not fit the socket buffer: the waiter writes the rest.
     Response {
@@ -447,16 +507,32 @@ enum Wait {
         drain: usize,
         kind: RequestKind,
         code: AesmError,
+        /// When the request was complete (for the latency histogram).
+        since: Instant,
     },
+}
+
+impl Wait {
+    /// Response bytes held in memory.
+    fn held_bytes(&self) -> usize {
+        match self {
+            Wait::Request { buf } => buf.len(),
+            Wait::Response { frame, .. } => frame.len(),
+        }
+    }
 }
 
 impl Pool {
     /// Starts one more worker, which first answers the request in `ready` (taken from it) if
-    /// there is one, unless `max` run already; false if none was started (`ready` then keeps
-    /// its request). Without a request to answer, none is started after shutdown began.
+    /// there is one, unless `max` requests are being served already (workers not waiting in
+    /// `accept`); false if none was started (`ready` then keeps its request). Without a
+    /// request to answer, none is started after shutdown began.
     fn spawn_worker(pool: &Arc<Pool>, ready: &mut Option<Ready>) -> bool {
         let mut live = pool.live.lock().unwrap_or_else(PoisonError::into_inner);
-        if live.workers >= pool.max || (ready.is_none() && pool.stop.load(Ordering::SeqCst)) {
+        let busy = live
+            .workers
+            .saturating_sub(pool.idle.load(Ordering::SeqCst));
+        if busy >= pool.max || (ready.is_none() && pool.stop.load(Ordering::SeqCst)) {
             return false;
         }
         let p = Arc::clone(pool);
@@ -492,13 +568,20 @@ impl Pool {
             .spawn(move || p.wait_loop(&wake))
         {
             Ok(_) => live.waiter = true,
-            // Without the waiter, slow clients are closed when handed over (see `park`).
-            Err(e) => tracing::error!(error = %e, "could not start the waiter thread"),
+            Err(e) => {
+                // Slow clients are then closed when handed over (see `park`).
+                tracing::error!(error = %e, "could not start the waiter thread");
+                pool.parking
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .closed = true;
+            }
         }
     }
 
-    /// A worker: answers `first` if given, then accept, serve, repeat; retires when enough
-    /// others are idle, or when shutdown has begun and the backlog is empty.
+    /// A worker: answers `first` if given, then accept, serve, repeat. It retires when it
+    /// finds [`SPARE_WORKERS`] others idle, and at shutdown once the backlog is empty (the
+    /// listening socket is then non-blocking) or shut down.
     fn work(self: Arc<Self>, first: Option<Ready>) {
         let keep_accepting = || self.keep_accepting();
         if let Some(r) = first {
@@ -511,8 +594,12 @@ impl Pool {
                 &keep_accepting,
                 self.as_ref(),
             );
+            if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
+                self.exited(|live| live.workers = live.workers.saturating_sub(1));
+                return;
+            }
         }
-        while !self.stop.load(Ordering::SeqCst) {
+        loop {
             self.idle.fetch_add(1, Ordering::SeqCst);
             // Without the peer's address (unnamed for a client socket anyway): saves the
             // kernel filling one in per connection.
@@ -528,19 +615,28 @@ impl Pool {
                         &keep_accepting,
                         self.as_ref(),
                     );
-                    if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
+                    if !self.stop.load(Ordering::SeqCst)
+                        && self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS
+                    {
                         break;
                     }
                 }
                 Err(_) if self.stop.load(Ordering::SeqCst) => break,
+                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if self.accept_log.allow() {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
         }
         self.exited(|live| live.workers = live.workers.saturating_sub(1));
+        if self.stop.load(Ordering::SeqCst) {
+            // The waiter exits only once every worker has.
+            self.wake_waiter();
+        }
     }
 
     fn exited(&self, what: impl FnOnce(&mut Live)) {
@@ -559,14 +655,16 @@ impl Pool {
         }
     }
 
-    /// At shutdown: serves the connections already in the backlog (their clients are
-    /// waiting), then makes every `accept` fail so idle workers exit.
-    fn drain_backlog(self: &Arc<Self>) {
+    /// At shutdown: makes `accept` non-blocking, serves the connections already in the
+    /// backlog alongside the workers (their clients are waiting) until it is empty or
+    /// `until`, then shuts the listening socket down so the workers still blocked in
+    /// `accept` wake and exit.
+    fn drain_backlog(self: &Arc<Self>, until: Instant) {
         if let Err(e) = self.listener.set_nonblocking(true) {
             tracing::warn!(error = %e, "making the listening socket non-blocking");
         }
         let keep_accepting = || {};
-        loop {
+        while Instant::now() < until {
             match rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC) {
                 Ok(fd) => connection(UnixStream::from(fd), &self.state, &keep_accepting, self),
                 Err(rustix::io::Errno::INTR) => {}
@@ -574,7 +672,7 @@ impl Pool {
             }
         }
         // On Linux, shutdown(2) on a listening socket makes every pending and later accept
-        // fail (EINVAL): wakes the workers blocked in accept.
+        // fail (EINVAL).
         if let Err(e) = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both) {
             tracing::warn!(error = %e, "shutting the listening socket down");
         }
@@ -582,14 +680,14 @@ impl Pool {
 
     /// Hands a connection to the waiter.
     fn park(&self, p: Parked) {
-        if !self.live.lock().map(|l| l.waiter).unwrap_or(false) {
+        let mut parking = self.parking.lock().unwrap_or_else(PoisonError::into_inner);
+        if parking.closed {
+            drop(parking);
             finish_parked(p, "no_waiter", &self.state);
             return;
         }
-        self.parking
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(p);
+        parking.list.push(p);
+        drop(parking);
         self.wake_waiter();
     }
 
@@ -598,29 +696,57 @@ impl Pool {
         let _ = rustix::net::send(&self.wake, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
     }
 
+    /// Whether the waiter may exit: shutdown began, the backlog was served, it holds nothing
+    /// and no worker is left that could hand it something. Closes the parking when so.
+    fn waiter_done(&self, holds_nothing: bool) -> bool {
+        if !holds_nothing
+            || !self.stop.load(Ordering::SeqCst)
+            || !self.backlog_drained.load(Ordering::SeqCst)
+        {
+            return false;
+        }
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut parking = self.parking.lock().unwrap_or_else(PoisonError::into_inner);
+        if live.workers > 0 || !parking.list.is_empty() {
+            return false;
+        }
+        parking.closed = true;
+        true
+    }
+
     /// The waiter: holds connections whose clients are slow until they complete a step, run
     /// out of time or are evicted.
     fn wait_loop(self: Arc<Self>, wake: &UnixStream) {
+        let st = Arc::clone(&self.state);
         let mut parked: Vec<Parked> = Vec::new();
         let mut ready: VecDeque<Ready> = VecDeque::new();
         let mut drained = [0u8; 64];
         loop {
-            parked.append(&mut self.parking.lock().unwrap_or_else(PoisonError::into_inner));
-            self.state
-                .metrics
-                .parked
-                .set(i64::try_from(parked.len()).unwrap_or(i64::MAX));
-            while parked.len() > self.max_pending {
-                // The one that has waited longest: connections arrive in deadline order.
-                if let Some(i) = parked
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, p)| p.deadline)
-                    .map(|(i, _)| i)
-                {
-                    finish_parked(parked.swap_remove(i), "evicted", &self.state);
+            parked.append(
+                &mut self
+                    .parking
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .list,
+            );
+            let now = Instant::now();
+            // Out of time: closed before anything else is done for them.
+            let (expired, live): (Vec<_>, Vec<_>) =
+                parked.into_iter().partition(|p| now >= p.deadline);
+            parked = live;
+            for p in expired {
+                let result = match p.wait {
+                    Wait::Request { .. } => "timeout",
+                    Wait::Response { .. } => "write_timeout",
+                };
+                finish_parked(p, result, &st);
+            }
+            while ready.front().is_some_and(|r| now >= r.deadline) {
+                if let Some(r) = ready.pop_front() {
+                    drop_ready(&r, "timeout", &st);
                 }
             }
+            self.evict(&mut parked, &mut ready);
             while let Some(r) = ready.pop_front() {
                 let mut r = Some(r);
                 if !Pool::spawn_worker(&self, &mut r) {
@@ -630,32 +756,29 @@ impl Pool {
                     break;
                 }
             }
-            let stopping = self.stop.load(Ordering::SeqCst);
-            if stopping {
-                // Requests still to come are not awaited; responses still going out are.
+            if self.stop.load(Ordering::SeqCst) {
+                // Requests still to come are not awaited; responses going out are.
                 let (waiting, rest): (Vec<_>, Vec<_>) = parked
                     .into_iter()
                     .partition(|p| matches!(p.wait, Wait::Request { .. }));
                 parked = rest;
                 for p in waiting {
-                    finish_parked(p, "shutdown", &self.state);
-                }
-                if parked.is_empty()
-                    && ready.is_empty()
-                    && self.backlog_drained.load(Ordering::SeqCst)
-                {
-                    break;
+                    finish_parked(p, "shutdown", &st);
                 }
             }
-            self.state
-                .metrics
+            st.metrics
                 .parked
-                .set(i64::try_from(parked.len()).unwrap_or(i64::MAX));
+                .set(i64::try_from(parked.len().saturating_add(ready.len())).unwrap_or(i64::MAX));
+            if self.waiter_done(parked.is_empty() && ready.is_empty()) {
+                break;
+            }
             let now = Instant::now();
             let mut timeout = parked
                 .iter()
-                .map(|p| p.deadline.saturating_duration_since(now))
-                .min();
+                .map(|p| p.deadline)
+                .chain(ready.iter().map(|r| r.deadline))
+                .min()
+                .map(|d| d.saturating_duration_since(now));
             if !ready.is_empty() {
                 timeout = Some(timeout.map_or(HANDOFF_RETRY, |t| t.min(HANDOFF_RETRY)));
             }
@@ -679,26 +802,18 @@ impl Pool {
                 fds.iter().map(PollFd::revents).collect::<Vec<_>>()
             };
             if revents.first().is_some_and(|r| !r.is_empty()) {
-                while matches!(rustix::net::recv(wake, &mut drained, RecvFlags::DONTWAIT), Ok((n, _)) if n > 0)
-                {
-                }
+                while matches!(
+                    rustix::net::recv(wake, &mut drained, RecvFlags::DONTWAIT),
+                    Ok((n, _)) if n > 0
+                ) {}
             }
-            let now = Instant::now();
             let mut kept = Vec::with_capacity(parked.len());
             for (p, ev) in parked.into_iter().zip(revents.into_iter().skip(1)) {
                 if ev.is_empty() {
-                    if now >= p.deadline {
-                        let result = match p.wait {
-                            Wait::Request { .. } => "timeout",
-                            Wait::Response { .. } => "write_timeout",
-                        };
-                        finish_parked(p, result, &self.state);
-                    } else {
-                        kept.push(p);
-                    }
+                    kept.push(p);
                     continue;
                 }
-                match step(p, &self.state) {
+                match step(p, &st) {
                     Step::Wait(p) => kept.push(p),
                     Step::Ready(r) => ready.push_back(r),
                     Step::Done => {}
@@ -706,8 +821,51 @@ impl Pool {
             }
             parked = kept;
         }
-        self.state.metrics.parked.set(0);
+        st.metrics.parked.set(0);
         self.exited(|live| live.waiter = false);
+    }
+
+    /// Keeps what the waiter holds within `max_pending` connections and
+    /// [`MAX_HELD_RESPONSE_BYTES`] of unsent responses, closing the connections that have
+    /// waited longest.
+    fn evict(&self, parked: &mut Vec<Parked>, ready: &mut VecDeque<Ready>) {
+        let held = |parked: &[Parked]| {
+            parked
+                .iter()
+                .map(|p| p.wait.held_bytes())
+                .fold(0usize, usize::saturating_add)
+        };
+        let over = |parked: &[Parked], ready: &VecDeque<Ready>| {
+            parked.len().saturating_add(ready.len()) > self.max_pending
+                || held(parked) > MAX_HELD_RESPONSE_BYTES
+        };
+        if !over(parked, ready) {
+            return;
+        }
+        // Latest deadline first, so the longest-waiting connection is at the end.
+        parked.sort_by_key(|p| std::cmp::Reverse(p.deadline));
+        while over(parked, ready) {
+            let oldest_parked = parked.last().map(|p| p.deadline);
+            let oldest_ready = ready.front().map(|r| r.deadline);
+            match (oldest_parked, oldest_ready) {
+                (Some(p), Some(r)) if r < p => {
+                    if let Some(r) = ready.pop_front() {
+                        drop_ready(&r, "evicted", &self.state);
+                    }
+                }
+                (Some(_), _) => {
+                    if let Some(p) = parked.pop() {
+                        finish_parked(p, "evicted", &self.state);
+                    }
+                }
+                (None, Some(_)) => {
+                    if let Some(r) = ready.pop_front() {
+                        drop_ready(&r, "evicted", &self.state);
+                    }
+                }
+                (None, None) => break,
+            }
+        }
     }
 
     /// Waits until every thread has exited, at most `timeout`; true if they all did.
@@ -718,6 +876,28 @@ impl Pool {
             .wait_timeout_while(live, timeout, |l| l.workers > 0 || l.waiter)
             .unwrap_or_else(PoisonError::into_inner);
         live.workers == 0 && !live.waiter
+    }
+}
+
+/// Most bytes of responses (and partial requests) the waiter holds in memory: a response to a
+/// GetQuoteEx with a large `buf_size` that its client does not read is kept here; beyond this
+/// the longest-waiting connection is closed.
+pub const MAX_HELD_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Counts (and logs) a complete request the waiter drops before a worker took it.
+fn drop_ready(r: &Ready, result: &'static str, st: &State) {
+    let kind = r.req.kind();
+    st.metrics.count(kind.label(), result);
+    if st.rejected_log.allow() {
+        tracing::info!(
+            peer_pid = r.peer.pid,
+            peer_uid = r.peer.uid,
+            peer_gid = r.peer.gid,
+            request = kind.label(),
+            result,
+            duration_ms = r.peer.start.elapsed().as_secs_f64() * 1e3,
+            "aesm request dropped before it was served; closing"
+        );
     }
 }
 
@@ -747,6 +927,7 @@ fn step(mut p: Parked, st: &State) -> Step {
                         Ok(req) => Step::Ready(Ready {
                             stream: p.stream,
                             req,
+                            deadline: p.deadline,
                             peer: p.peer,
                         }),
                         Err(e) => reject(p, &e, st),
@@ -775,19 +956,19 @@ fn step(mut p: Parked, st: &State) -> Step {
             drain,
             kind,
             code,
+            since,
         } => loop {
             let rest = frame.get(*sent..).unwrap_or_default();
             if rest.is_empty() {
                 take_request(&p.stream, *drain);
-                finish(&p.peer, *kind, *code, code.label(), st);
+                finish(&p.peer, *kind, *code, code.label(), *since, st);
                 return Step::Done;
             }
             match rustix::net::send(&p.stream, rest, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(n) => *sent = sent.saturating_add(n),
                 Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Step::Wait(p),
                 Err(_) => {
-                    let (kind, code) = (*kind, *code);
-                    finish(&p.peer, kind, code, "write_failed", st);
+                    finish(&p.peer, *kind, *code, "write_failed", *since, st);
                     return Step::Done;
                 }
             }
@@ -813,7 +994,9 @@ fn finish_parked(p: Parked, result: &'static str, st: &State) {
                 "client sent no complete request in time; closing"
             );
         }
-        Wait::Response { kind, code, .. } => finish(&p.peer, kind, code, result, st),
+        Wait::Response {
+            kind, code, since, ..
+        } => finish(&p.peer, kind, code, result, since, st),
     }
 }
 
@@ -836,12 +1019,22 @@ fn log_rejected(peer: &Peer, e: &aesm::Error, st: &State) {
     );
 }
 
-/// Counts and logs an answered request.
-fn finish(peer: &Peer, kind: RequestKind, code: AesmError, result: &'static str, st: &State) {
-    let elapsed = peer.start.elapsed();
+/// Counts and logs an answered request. The latency histogram takes successful quotes from
+/// `since` (the request complete) to the response written: a client slow to send or to read
+/// does not move it.
+fn finish(
+    peer: &Peer,
+    kind: RequestKind,
+    code: AesmError,
+    result: &'static str,
+    since: Instant,
+    st: &State,
+) {
     st.metrics.count(kind.label(), result);
     if kind == RequestKind::GetQuoteEx && code == AesmError::Success && result == code.label() {
-        st.metrics.quote_latency.observe(elapsed.as_secs_f64());
+        st.metrics
+            .quote_latency
+            .observe(since.elapsed().as_secs_f64());
     }
     tracing::info!(
         peer_pid = peer.pid,
@@ -850,7 +1043,7 @@ fn finish(peer: &Peer, kind: RequestKind, code: AesmError, result: &'static str,
         request = kind.label(),
         result,
         aesm_code = code.code(),
-        duration_ms = elapsed.as_secs_f64() * 1e3,
+        duration_ms = peer.start.elapsed().as_secs_f64() * 1e3,
         "aesm request"
     );
 }
@@ -872,61 +1065,108 @@ fn take_request(stream: &UnixStream, len: usize) {
     }
 }
 
-/// What a peek at a new connection found.
-enum Peek {
-    /// A whole request of `frame_len` bytes (prefix included) is at the start of the buffer.
-    Complete { frame_len: usize },
+/// What a worker found on a new connection.
+enum Arrival {
+    /// A whole request of `frame_len` bytes (prefix included) is queued and was peeked into
+    /// the buffer (the usual case).
+    Peeked { frame_len: usize },
+    /// A whole request was taken off the socket (it arrived in pieces within the grace).
+    Taken(Vec<u8>),
     /// A length prefix above the bound.
     TooLarge(aesm::Error),
-    /// Not all there (or nothing yet, or the client closed): for the waiter.
-    Incomplete,
+    /// Not all there within the grace (or the client closed): for the waiter, with what
+    /// was taken off the socket so far.
+    Incomplete(Vec<u8>),
 }
 
-/// The usual case, cheaply: the whole request arrives in one piece right after `connect`.
-/// Peeks at what is queued (into `buf`), waiting (poll) at most `grace` for the first bytes
-/// if there are none yet.
-fn peek_request(
+/// The usual case, cheaply: the whole request arrives in one piece right after `connect`,
+/// and one peek sees it. Otherwise (nothing yet, or a client that writes the length prefix
+/// and the payload separately, as Intel's libsgx_quote_ex does) it waits at most `grace` in
+/// all: a poll for the first bytes, then blocking reads of the rest.
+fn arrival(
     stream: &UnixStream,
     grace: Duration,
     before_wait: &dyn Fn(),
     buf: &mut [u8],
-) -> Peek {
+) -> Arrival {
+    let until = Instant::now() + grace;
     let peek = |buf: &mut [u8]| {
         rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT).map(|(n, _)| n)
     };
+    let mut waited = false;
     let n = match peek(buf) {
         Ok(n) => n,
         Err(rustix::io::Errno::AGAIN) => {
             before_wait();
+            waited = true;
             let Ok(timeout) = rustix::time::Timespec::try_from(grace) else {
-                return Peek::Incomplete;
+                return Arrival::Incomplete(Vec::new());
             };
             let mut fds = [PollFd::new(stream, PollFlags::IN)];
             match rustix::event::poll(&mut fds, Some(&timeout)) {
                 Ok(1..) => match peek(buf) {
                     Ok(n) => n,
-                    Err(_) => return Peek::Incomplete,
+                    Err(_) => return Arrival::Incomplete(Vec::new()),
                 },
-                _ => return Peek::Incomplete,
+                _ => return Arrival::Incomplete(Vec::new()),
             }
         }
-        Err(_) => return Peek::Incomplete,
+        Err(_) => return Arrival::Incomplete(Vec::new()),
     };
-    let Some(queued) = buf.get(..n) else {
-        return Peek::Incomplete;
-    };
-    let Some((prefix, rest)) = queued.split_first_chunk::<PREFIX_LEN>() else {
-        return Peek::Incomplete;
-    };
-    let len = match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
-        Ok(len) => len,
-        Err(e) => return Peek::TooLarge(e),
-    };
-    if rest.get(..len).is_none() {
-        return Peek::Incomplete;
+    let queued = buf.get(..n).unwrap_or_default();
+    if let Some((prefix, rest)) = queued.split_first_chunk::<PREFIX_LEN>() {
+        match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
+            Ok(len) if rest.len() >= len => {
+                return Arrival::Peeked {
+                    frame_len: PREFIX_LEN.saturating_add(len),
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return Arrival::TooLarge(e),
+        }
     }
-    Peek::Complete {
-        frame_len: PREFIX_LEN.saturating_add(len),
+    if n == 0 {
+        // The client closed without a request: the waiter reports it.
+        return Arrival::Incomplete(Vec::new());
+    }
+    // In pieces: take what is there and wait for the rest (the client is still writing, so
+    // taking its data wakes nobody).
+    if !waited {
+        before_wait();
+    }
+    take_within(stream, until)
+}
+
+/// Reads one frame off `stream` with blocking reads until `until`.
+fn take_within(stream: &UnixStream, until: Instant) -> Arrival {
+    let mut got: Vec<u8> = Vec::new();
+    loop {
+        let want = match got.first_chunk::<PREFIX_LEN>() {
+            None => PREFIX_LEN,
+            Some(prefix) => match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
+                Ok(len) => PREFIX_LEN.saturating_add(len),
+                Err(e) => return Arrival::TooLarge(e),
+            },
+        };
+        if got.len() >= PREFIX_LEN && got.len() >= want {
+            return Arrival::Taken(got);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Arrival::Incomplete(got);
+        }
+        let have = got.len();
+        got.resize(want, 0);
+        let into = got.get_mut(have..).unwrap_or_default();
+        match rustix::net::recv(stream, into, RecvFlags::WAITALL) {
+            Ok((n, _)) if n > 0 => got.truncate(have.saturating_add(n)),
+            _ => {
+                // End of file, the grace ran out, or an error: the waiter takes it from here
+                // (and reports what it finds).
+                got.truncate(have);
+                return Arrival::Incomplete(got);
+            }
+        }
     }
 }
 
@@ -948,20 +1188,26 @@ fn connection(stream: UnixStream, st: &State, before_wait: &dyn Fn(), pool: &Poo
     let peer = Peer::of(&stream, &st.metrics);
     let mut buf = [0u8; aesm::frame::REQUEST_FIRST_READ];
     let grace = REQUEST_GRACE.min(st.io_timeout);
-    match peek_request(&stream, grace, before_wait, &mut buf) {
-        Peek::Complete { frame_len } => {
+    match arrival(&stream, grace, before_wait, &mut buf) {
+        Arrival::Peeked { frame_len } => {
             let payload = buf.get(PREFIX_LEN..frame_len).unwrap_or_default();
             match Request::decode(payload) {
                 Ok(req) => respond(stream, req, peer, frame_len, st, before_wait, pool),
                 Err(e) => log_rejected(&peer, &e, st),
             }
         }
-        Peek::TooLarge(e) => log_rejected(&peer, &e, st),
-        Peek::Incomplete => pool.park(Parked {
+        Arrival::Taken(frame) => {
+            match Request::decode(frame.get(PREFIX_LEN..).unwrap_or_default()) {
+                Ok(req) => respond(stream, req, peer, 0, st, before_wait, pool),
+                Err(e) => log_rejected(&peer, &e, st),
+            }
+        }
+        Arrival::TooLarge(e) => log_rejected(&peer, &e, st),
+        Arrival::Incomplete(buf) => pool.park(Parked {
             stream,
             deadline: peer.start + st.io_timeout,
             peer,
-            wait: Wait::Request { buf: Vec::new() },
+            wait: Wait::Request { buf },
         }),
     }
 }
@@ -978,6 +1224,7 @@ fn respond(
     before_wait: &dyn Fn(),
     pool: &Pool,
 ) {
+    let since = Instant::now();
     let kind = req.kind();
     if st.backend.may_block() {
         before_wait();
@@ -985,20 +1232,20 @@ fn respond(
     let res = handle(st.backend.as_ref(), req);
     let code = res.code();
     let Ok(frame) = res.into_frame() else {
-        finish(&peer, kind, code, "write_failed", st);
+        finish(&peer, kind, code, "write_failed", since, st);
         return;
     };
     let sent = match rustix::net::send(&stream, &frame, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
         Ok(n) => n,
         Err(rustix::io::Errno::AGAIN) => 0,
         Err(_) => {
-            finish(&peer, kind, code, "write_failed", st);
+            finish(&peer, kind, code, "write_failed", since, st);
             return;
         }
     };
     if sent >= frame.len() {
         take_request(&stream, drain);
-        finish(&peer, kind, code, code.label(), st);
+        finish(&peer, kind, code, code.label(), since, st);
         return;
     }
     pool.park(Parked {
@@ -1011,6 +1258,7 @@ fn respond(
             drain,
             kind,
             code,
+            since,
         },
     });
 }

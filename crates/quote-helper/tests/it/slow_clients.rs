@@ -243,3 +243,137 @@ async fn shutdown_leaves_the_socket_of_a_newer_instance_alone() {
     UnixStream::connect(&socket).unwrap();
     drop(newer);
 }
+
+/// A GetQuoteEx frame for an 8 KiB quote.
+fn quote_frame() -> Vec<u8> {
+    let req = Request::GetQuoteEx {
+        report: app_report([7; 32], [8; 64]),
+        att_key_id: Some(aesm::keyid::ECDSA_P256_QE3_KEY_ID.to_vec()),
+        qe_report_info: None,
+        buf_size: 8192,
+    };
+    aesm::frame::encode_frame(&req.encode()).unwrap()
+}
+
+/// Sends `frame` as the length prefix, a pause, then the payload (after an initial pause),
+/// and returns the decoded response.
+fn in_pieces(socket: &std::path::Path, before: Duration, between: Duration) -> aesm::Response {
+    let frame = quote_frame();
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::sleep(before);
+    s.write_all(&frame[..4]).unwrap();
+    std::thread::sleep(between);
+    s.write_all(&frame[4..]).unwrap();
+    let payload =
+        aesm::frame::read_frame_blocking(&mut s, aesm::frame::MAX_RESPONSE_LEN, 8192).unwrap();
+    aesm::Response::decode(&payload, aesm::RequestKind::GetQuoteEx).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_pieces_or_late_are_answered_even_with_one_worker() {
+    // One worker: a request the waiter takes in must still find a worker, although the
+    // only one is idle in accept.
+    let srv = start_tuned(1, 16, Duration::from_secs(10)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        for (before, between) in [
+            // Intel's client: prefix and payload as two writes, back to back.
+            (Duration::ZERO, Duration::from_micros(300)),
+            // Payload long after the prefix: the waiter finishes reading it.
+            (Duration::ZERO, Duration::from_millis(100)),
+            // Nothing at first.
+            (Duration::from_millis(100), Duration::ZERO),
+        ] {
+            let res = in_pieces(&socket, before, between);
+            assert!(
+                matches!(&res, aesm::Response::GetQuoteEx { quote, .. } if quote.len() == 8192),
+                "{before:?} {between:?}: {res:?}"
+            );
+        }
+        quote_ok(&socket);
+    })
+    .await
+    .unwrap();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_responses_are_held_within_a_byte_budget() {
+    let srv = start_tuned(4, 1024, Duration::from_secs(30)).await;
+    let socket = srv.socket.clone();
+    let per = usize::try_from(quote_helper::service::MAX_QUOTE_BUF).unwrap();
+    let fit = quote_helper::server::MAX_HELD_RESPONSE_BYTES / per;
+    let n = fit + 16;
+    let unread: Vec<UnixStream> = tokio::task::spawn_blocking(move || {
+        (0..n)
+            .map(|_| {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                s.write_all(&large_request()).unwrap();
+                s
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    // Each held response is a little over MAX_QUOTE_BUF: at most `fit` stay, the oldest
+    // others are closed.
+    srv.wait_for_metric(r#"{type="get_quote_ex",result="evicted"}"#)
+        .await;
+    let text = srv.metrics_text();
+    let waiting: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("confcom_quote_helper_connections_waiting "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(waiting <= fit, "{waiting} responses held, budget for {fit}");
+    assert!(
+        waiting >= fit / 2,
+        "{waiting} responses held, budget for {fit}"
+    );
+    drop(unread);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_a_large_response_a_client_is_reading() {
+    // The quote is still being made when shutdown begins; its response does not fit the
+    // socket buffer, so it goes to the waiter after the backlog has been drained.
+    let dir = tempfile::tempdir().unwrap();
+    let sim_state = dir.path().join("sim");
+    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
+    let backend = Arc::new(SlowBackend {
+        inner: quote_helper::backend::sim::SimBackend::new(sim),
+        delay: Duration::from_millis(300),
+        done: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let srv = start_backend(dir, sim_state, backend, 2, Duration::from_secs(10)).await;
+    let socket = srv.socket.clone();
+    let reader = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(&large_request()).unwrap();
+        // Starts reading only after the quote is made and shutdown has begun.
+        std::thread::sleep(Duration::from_millis(600));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        all
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(srv.stop());
+    let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    stopping.await.unwrap();
+    assert!(got.len() >= 4, "nothing came back");
+    let declared = u32::from_le_bytes(got[..4].try_into().unwrap());
+    assert_eq!(
+        got.len(),
+        4 + usize::try_from(declared).unwrap(),
+        "the response was cut off at shutdown"
+    );
+    let res = aesm::Response::decode(&got[4..], aesm::RequestKind::GetQuoteEx).unwrap();
+    assert!(matches!(&res, aesm::Response::GetQuoteEx { quote, .. }
+            if quote.len() == usize::try_from(quote_helper::service::MAX_QUOTE_BUF).unwrap()));
+}
