@@ -1268,6 +1268,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_pending_is_fitted_under_the_raised_open_file_limit() {
+        let fitted = fit_to_fd_limit(usize::MAX, 10);
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        // Raised to the hard limit (as far as this process may).
+        assert_eq!(limit.current, limit.maximum);
+        match limit.current {
+            Some(soft) => assert_eq!(
+                u64::try_from(fitted).unwrap(),
+                soft.saturating_sub(FD_RESERVE + 10).max(1)
+            ),
+            None => assert_eq!(fitted, usize::MAX),
+        }
+        // A bound that fits is kept.
+        if fitted >= 16 {
+            assert_eq!(fit_to_fd_limit(16, 10), 16);
+        }
+    }
+
+    #[test]
     fn rejected_connections_are_logged_within_a_budget_per_second() {
         let limit = LogLimit::new();
         let allowed = (0..100).filter(|_| limit.allow()).count();
