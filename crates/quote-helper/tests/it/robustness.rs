@@ -389,18 +389,28 @@ impl quote_helper::QuoteBackend for SlowBackend {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_are_served_while_a_blocking_backend_is_busy_with_others() {
+/// A server whose every quote takes `delay`, and its backend (to count finished quotes).
+pub(crate) async fn start_slow(
+    delay: Duration,
+    max_connections: usize,
+    io_timeout: Duration,
+) -> (super::Running, Arc<SlowBackend>) {
     let dir = tempfile::tempdir().unwrap();
     let sim_state = dir.path().join("sim");
     let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
     let backend = Arc::new(SlowBackend {
         inner: quote_helper::backend::sim::SimBackend::new(sim),
-        delay: Duration::from_secs(2),
+        delay,
         done: std::sync::atomic::AtomicUsize::new(0),
     });
     let srv =
-        super::start_backend(dir, sim_state, backend.clone(), 8, Duration::from_secs(10)).await;
+        super::start_backend(dir, sim_state, backend.clone(), max_connections, io_timeout).await;
+    (srv, backend)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_served_while_a_blocking_backend_is_busy_with_others() {
+    let (srv, backend) = start_slow(Duration::from_secs(2), 8, Duration::from_secs(10)).await;
     let socket = srv.socket.clone();
     tokio::task::spawn_blocking(move || {
         // More slow quotes in flight than the pool starts with.

@@ -3,13 +3,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aesm::Request;
 
-use super::robustness::{SlowBackend, quote_ok};
-use super::{app_report, client, start_backend, start_tuned};
+use super::robustness::{quote_ok, start_slow};
+use super::{app_report, client, start_tuned};
 
 /// Whether the server has closed `s` (end-of-file or reset), without waiting.
 fn closed_by_server(s: &UnixStream) -> bool {
@@ -197,16 +196,8 @@ async fn a_response_nobody_reads_holds_no_worker_and_has_one_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_the_requests_already_waiting_in_the_backlog() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim_state = dir.path().join("sim");
-    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
-    let backend = Arc::new(SlowBackend {
-        inner: quote_helper::backend::sim::SimBackend::new(sim),
-        delay: Duration::from_millis(300),
-        done: std::sync::atomic::AtomicUsize::new(0),
-    });
     // One worker: the first quote holds it, the next three wait in the backlog.
-    let srv = start_backend(dir, sim_state, backend.clone(), 1, Duration::from_secs(10)).await;
+    let (srv, backend) = start_slow(Duration::from_millis(300), 1, Duration::from_secs(10)).await;
     let socket = srv.socket.clone();
     let clients: Vec<_> = (0..4u8)
         .map(|i| {
@@ -340,15 +331,7 @@ async fn unread_responses_are_held_within_a_byte_budget() {
 async fn shutdown_finishes_a_large_response_a_client_is_reading() {
     // The quote is still being made when shutdown begins; its response does not fit the
     // socket buffer, so it goes to the waiter after the backlog has been drained.
-    let dir = tempfile::tempdir().unwrap();
-    let sim_state = dir.path().join("sim");
-    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
-    let backend = Arc::new(SlowBackend {
-        inner: quote_helper::backend::sim::SimBackend::new(sim),
-        delay: Duration::from_millis(300),
-        done: std::sync::atomic::AtomicUsize::new(0),
-    });
-    let srv = start_backend(dir, sim_state, backend, 2, Duration::from_secs(10)).await;
+    let (srv, _) = start_slow(Duration::from_millis(300), 2, Duration::from_secs(10)).await;
     let socket = srv.socket.clone();
     let reader = std::thread::spawn(move || {
         let mut s = UnixStream::connect(&socket).unwrap();
