@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The independent floor for the quote helper's benchmark: aesm_floor.c (a minimal C server
-# with the same four system calls per connection and one signing's worth of spinning in place
-# of the quote) under the benchmark's own 16 clients. Prints one line per run:
+# with the same five system calls per connection as the quote helper: accept, peek, send,
+# drain, close; and one signing's worth of spinning in place of the quote) under the
+# benchmark's own 16 clients. Prints one line per run:
 #
 #   aesm-floor: mode=drain threads=2 spin_us=… qps=… cpu_us_per_quote=… ratio=…
 #
