@@ -278,6 +278,7 @@ async fn start_services(
             socket: socket.clone(),
             socket_mode: 0o666,
             max_connections: 64,
+            max_pending: 1024,
             io_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(2),
         },
