@@ -595,7 +595,7 @@ impl Pool {
                 self.as_ref(),
             );
             if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
-                self.exited(|live| live.workers = live.workers.saturating_sub(1));
+                self.retire();
                 return;
             }
         }
@@ -632,9 +632,14 @@ impl Pool {
                 }
             }
         }
+        self.retire();
+    }
+
+    /// A worker leaves the pool.
+    fn retire(&self) {
         self.exited(|live| live.workers = live.workers.saturating_sub(1));
         if self.stop.load(Ordering::SeqCst) {
-            // The waiter exits only once every worker has.
+            // The waiter exits only once every worker has: it may be waiting for this one.
             self.wake_waiter();
         }
     }
@@ -741,10 +746,11 @@ impl Pool {
                 };
                 finish_parked(p, result, &st);
             }
-            while ready.front().is_some_and(|r| now >= r.deadline) {
-                if let Some(r) = ready.pop_front() {
-                    drop_ready(&r, "timeout", &st);
-                }
+            let (expired, live): (VecDeque<_>, VecDeque<_>) =
+                ready.into_iter().partition(|r| now >= r.deadline);
+            ready = live;
+            for r in expired {
+                drop_ready(&r, "timeout", &st);
             }
             self.evict(&mut parked, &mut ready);
             while let Some(r) = ready.pop_front() {
@@ -829,41 +835,35 @@ impl Pool {
     /// [`MAX_HELD_RESPONSE_BYTES`] of unsent responses, closing the connections that have
     /// waited longest.
     fn evict(&self, parked: &mut Vec<Parked>, ready: &mut VecDeque<Ready>) {
-        let held = |parked: &[Parked]| {
-            parked
-                .iter()
-                .map(|p| p.wait.held_bytes())
-                .fold(0usize, usize::saturating_add)
-        };
-        let over = |parked: &[Parked], ready: &VecDeque<Ready>| {
+        let mut held = parked
+            .iter()
+            .map(|p| p.wait.held_bytes())
+            .fold(0usize, usize::saturating_add);
+        let over = |parked: &[Parked], ready: &VecDeque<Ready>, held: usize| {
             parked.len().saturating_add(ready.len()) > self.max_pending
-                || held(parked) > MAX_HELD_RESPONSE_BYTES
+                || held > MAX_HELD_RESPONSE_BYTES
         };
-        if !over(parked, ready) {
+        if !over(parked, ready, held) {
             return;
         }
         // Latest deadline first, so the longest-waiting connection is at the end.
         parked.sort_by_key(|p| std::cmp::Reverse(p.deadline));
-        while over(parked, ready) {
+        while over(parked, ready, held) {
             let oldest_parked = parked.last().map(|p| p.deadline);
             let oldest_ready = ready.front().map(|r| r.deadline);
-            match (oldest_parked, oldest_ready) {
-                (Some(p), Some(r)) if r < p => {
-                    if let Some(r) = ready.pop_front() {
-                        drop_ready(&r, "evicted", &self.state);
-                    }
-                }
-                (Some(_), _) => {
-                    if let Some(p) = parked.pop() {
-                        finish_parked(p, "evicted", &self.state);
-                    }
-                }
-                (None, Some(_)) => {
-                    if let Some(r) = ready.pop_front() {
-                        drop_ready(&r, "evicted", &self.state);
-                    }
-                }
+            let from_ready = match (oldest_parked, oldest_ready) {
+                (Some(p), Some(r)) => r < p && held <= MAX_HELD_RESPONSE_BYTES,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
                 (None, None) => break,
+            };
+            if from_ready {
+                if let Some(r) = ready.pop_front() {
+                    drop_ready(&r, "evicted", &self.state);
+                }
+            } else if let Some(p) = parked.pop() {
+                held = held.saturating_sub(p.wait.held_bytes());
+                finish_parked(p, "evicted", &self.state);
             }
         }
     }
