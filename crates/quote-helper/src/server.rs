@@ -147,8 +147,9 @@ impl LogLimit {
         }
     }
 
-    /// Whether one more line may be logged now.
-    fn allow(&self) -> bool {
+    /// Starts a new second's budget if the second has turned, logging how many lines the last
+    /// one left out.
+    fn roll(&self) {
         let now = self.since.elapsed().as_secs();
         let second = self.second.load(Ordering::Relaxed);
         if now != second
@@ -168,6 +169,16 @@ impl LogLimit {
                 );
             }
         }
+    }
+
+    /// Whether lines were left out and not reported yet.
+    fn owes_report(&self) -> bool {
+        self.suppressed.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether one more line may be logged now.
+    fn allow(&self) -> bool {
+        self.roll();
         if self.used.fetch_add(1, Ordering::Relaxed) < REJECTED_LOG_LINES_PER_SEC {
             return true;
         }
@@ -787,6 +798,13 @@ impl Pool {
                 .map(|d| d.saturating_duration_since(now));
             if !ready.is_empty() {
                 timeout = Some(timeout.map_or(HANDOFF_RETRY, |t| t.min(HANDOFF_RETRY)));
+            }
+            // Lines left out of the log are reported within a second or so, even if no more
+            // rejected connections come.
+            st.rejected_log.roll();
+            if st.rejected_log.owes_report() {
+                timeout =
+                    Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
             }
             let revents = {
                 let mut fds = Vec::with_capacity(parked.len().saturating_add(1));
