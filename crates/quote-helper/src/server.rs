@@ -17,7 +17,7 @@
 //!   and a response the client does not take as fast as it is written (it does not fit the
 //!   socket buffer), are handed to one *waiter* thread. It polls all such connections, reads
 //!   or writes what they allow, and gives a request that has come in whole to a new worker
-//!   (workers waiting in `accept` do not count against `max_connections`). So clients that
+//!   (workers waiting in `accept` cannot take it). So clients that
 //!   connect and send nothing, or never read, cost a slot in the waiter, not a worker, and
 //!   everyone else is served meanwhile.
 //! * The waiter holds at most `max_pending` connections (lowered at start-up to fit the
@@ -27,7 +27,12 @@
 //! * Each connection has `io_timeout` in total to send its request, and `io_timeout` to take
 //!   the response, whoever holds it; a client that connects and sends nothing is dropped when
 //!   it expires.
-//! * At most `max_connections` requests are served at once (that many workers).
+//! * At most `max_connections` requests are answered at once (a permit around the backend
+//!   call; a worker that finds none waits for one, after making sure another accepts). Worker
+//!   threads number at most `max_connections` plus [`SPARE_WORKERS`] (and the waiter): a
+//!   worker started for a handed-back request leaves once it is answered if the pool is full.
+//!   A panic in the backend answers that request with `AESM_UNEXPECTED_ERROR` and costs
+//!   nothing else.
 //! * The length prefix is bounded by [`aesm::frame::MAX_REQUEST_LEN`] before anything is
 //!   allocated; garbage, truncated frames and unknown requests close the connection without
 //!   a reply, as aesmd does.
@@ -120,6 +125,8 @@ struct State {
     io_timeout: Duration,
     /// Bounds the log lines of connections that brought no valid request.
     rejected_log: LogLimit,
+    /// Requests answered at once (`max_connections`).
+    permits: Permits,
 }
 
 /// Log lines of connections that brought no valid request (garbage, truncated, silent,
@@ -202,6 +209,82 @@ pub struct Server {
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError {
     let path = path.to_owned();
     move |source| ServerError::Io { op, path, source }
+}
+
+/// Requests being answered (backend call and response) at once, at most `max`. Taking one is
+/// an atomic increment when one is free; a worker that finds none waits for one.
+struct Permits {
+    max: usize,
+    used: AtomicUsize,
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    freed: Condvar,
+}
+
+impl Permits {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn try_take(&self) -> Option<Permit<'_>> {
+        let mut n = self.used.load(Ordering::SeqCst);
+        while n < self.max {
+            match self.used.compare_exchange(
+                n,
+                n.saturating_add(1),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Permit(self)),
+                Err(now) => n = now,
+            }
+        }
+        None
+    }
+
+    fn take(&self) -> Permit<'_> {
+        loop {
+            if let Some(p) = self.try_take() {
+                return p;
+            }
+            let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            // Checked again after announcing the wait: a release in between notifies.
+            let guard = if self.used.load(Ordering::SeqCst) >= self.max {
+                self.freed
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner)
+            } else {
+                guard
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            drop(guard);
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.used.load(Ordering::SeqCst) < self.max
+    }
+}
+
+/// One request being answered; released when dropped (a panic included).
+struct Permit<'a>(&'a Permits);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let permits = self.0;
+        permits.used.fetch_sub(1, Ordering::SeqCst);
+        if permits.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = permits.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            permits.freed.notify_one();
+        }
+    }
 }
 
 /// File descriptors kept free of connections: the listening socket, the metrics endpoint,
@@ -318,6 +401,7 @@ impl Server {
             metrics,
             io_timeout: cfg.io_timeout,
             rejected_log: LogLimit::new(),
+            permits: Permits::new(cfg.max_connections),
         });
         Ok(Self {
             listener,
@@ -393,6 +477,16 @@ fn remove_if_ours(path: &Path, identity: (u64, u64)) {
             "socket path now belongs to another instance; leaving it"
         ),
         Err(e) => tracing::debug!(error = %e, "socket already gone on shutdown"),
+    }
+}
+
+/// Takes its worker out of the pool when dropped: at the end of [`Pool::work`], or if it
+/// unwinds.
+struct Retire<'a>(&'a Pool);
+
+impl Drop for Retire<'_> {
+    fn drop(&mut self) {
+        self.0.retire();
     }
 }
 
@@ -495,6 +589,8 @@ struct Ready {
     peer: Peer,
     /// A worker must take it by then (the request's own deadline).
     deadline: Instant,
+    /// The request's size on the wire, counted against [`MAX_HELD_RESPONSE_BYTES`].
+    size: usize,
 }
 
 /// A connection the waiter holds while its client is slow.
@@ -540,10 +636,17 @@ impl Pool {
     /// request to answer, none is started after shutdown began.
     fn spawn_worker(pool: &Arc<Pool>, ready: &mut Option<Ready>) -> bool {
         let mut live = pool.live.lock().unwrap_or_else(PoisonError::into_inner);
-        let busy = live
-            .workers
-            .saturating_sub(pool.idle.load(Ordering::SeqCst));
-        if busy >= pool.max || (ready.is_none() && pool.stop.load(Ordering::SeqCst)) {
+        let allowed = if ready.is_some() {
+            // A request handed back needs a permit free, and a thread: the workers in
+            // `accept` cannot take it.
+            pool.state.permits.available() && live.workers < pool.max.saturating_add(SPARE_WORKERS)
+        } else {
+            let busy = live
+                .workers
+                .saturating_sub(pool.idle.load(Ordering::SeqCst));
+            busy < pool.max && !pool.stop.load(Ordering::SeqCst)
+        };
+        if !allowed {
             return false;
         }
         let p = Arc::clone(pool);
@@ -564,7 +667,9 @@ impl Pool {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, workers = live.workers, "could not start a worker thread");
+                if pool.accept_log.allow() {
+                    tracing::warn!(error = %e, workers = live.workers, "could not start a worker thread");
+                }
                 *ready = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
                 false
             }
@@ -594,6 +699,8 @@ impl Pool {
     /// finds [`SPARE_WORKERS`] others idle, and at shutdown once the backlog is empty (the
     /// listening socket is then non-blocking) or shut down.
     fn work(self: Arc<Self>, first: Option<Ready>) {
+        // Leaves the pool however the thread ends.
+        let _retire = Retire(&self);
         let keep_accepting = || self.keep_accepting();
         if let Some(r) = first {
             respond(
@@ -605,8 +712,13 @@ impl Pool {
                 &keep_accepting,
                 self.as_ref(),
             );
-            if self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
-                self.retire();
+            let workers = self
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .workers;
+            // Started for one request: it stays only if the pool is not full.
+            if workers > self.max || self.idle.load(Ordering::SeqCst) >= SPARE_WORKERS {
                 return;
             }
         }
@@ -643,10 +755,9 @@ impl Pool {
                 }
             }
         }
-        self.retire();
     }
 
-    /// A worker leaves the pool.
+    /// A worker leaves the pool (see [`Retire`]).
     fn retire(&self) {
         self.exited(|live| live.workers = live.workers.saturating_sub(1));
         if self.stop.load(Ordering::SeqCst) {
@@ -856,6 +967,7 @@ impl Pool {
         let mut held = parked
             .iter()
             .map(|p| p.wait.held_bytes())
+            .chain(ready.iter().map(|r| r.size))
             .fold(0usize, usize::saturating_add);
         let over = |parked: &[Parked], ready: &VecDeque<Ready>, held: usize| {
             parked.len().saturating_add(ready.len()) > self.max_pending
@@ -866,17 +978,19 @@ impl Pool {
         }
         // Latest deadline first, so the longest-waiting connection is at the end.
         parked.sort_by_key(|p| std::cmp::Reverse(p.deadline));
+        ready.make_contiguous().sort_by_key(|r| r.deadline);
         while over(parked, ready, held) {
             let oldest_parked = parked.last().map(|p| p.deadline);
             let oldest_ready = ready.front().map(|r| r.deadline);
             let from_ready = match (oldest_parked, oldest_ready) {
-                (Some(p), Some(r)) => r < p && held <= MAX_HELD_RESPONSE_BYTES,
+                (Some(p), Some(r)) => r < p,
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
                 (None, None) => break,
             };
             if from_ready {
                 if let Some(r) = ready.pop_front() {
+                    held = held.saturating_sub(r.size);
                     drop_ready(&r, "evicted", &self.state);
                 }
             } else if let Some(p) = parked.pop() {
@@ -897,9 +1011,9 @@ impl Pool {
     }
 }
 
-/// Most bytes of responses (and partial requests) the waiter holds in memory: a response to a
-/// GetQuoteEx with a large `buf_size` that its client does not read is kept here; beyond this
-/// the longest-waiting connection is closed.
+/// Most bytes of responses and requests the waiter holds in memory (a response to a GetQuoteEx
+/// with a large `buf_size` that its client does not read, requests read in part or waiting for
+/// a worker); beyond this the longest-waiting connection is closed.
 pub const MAX_HELD_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Counts (and logs) a complete request the waiter drops before a worker took it.
@@ -946,6 +1060,7 @@ fn step(mut p: Parked, st: &State) -> Step {
                             stream: p.stream,
                             req,
                             deadline: p.deadline,
+                            size: want,
                             peer: p.peer,
                         }),
                         Err(e) => reject(p, &e, st),
@@ -1155,7 +1270,8 @@ fn arrival(
     take_within(stream, until)
 }
 
-/// Reads one frame off `stream` with blocking reads until `until`.
+/// Reads one frame off `stream` until `until`, waiting in `poll` (precise, where a socket
+/// read timeout is rounded up to timer ticks) and reading without blocking.
 fn take_within(stream: &UnixStream, until: Instant) -> Arrival {
     let mut got: Vec<u8> = Vec::new();
     loop {
@@ -1169,21 +1285,28 @@ fn take_within(stream: &UnixStream, until: Instant) -> Arrival {
         if got.len() >= PREFIX_LEN && got.len() >= want {
             return Arrival::Taken(got);
         }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return Arrival::Incomplete(got);
-        }
         let have = got.len();
         got.resize(want, 0);
         let into = got.get_mut(have..).unwrap_or_default();
-        match rustix::net::recv(stream, into, RecvFlags::WAITALL) {
-            Ok((n, _)) if n > 0 => got.truncate(have.saturating_add(n)),
+        match rustix::net::recv(stream, into, RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n > 0 => {
+                got.truncate(have.saturating_add(n));
+                continue;
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => got.truncate(have),
             _ => {
-                // End of file, the grace ran out, or an error: the waiter takes it from here
-                // (and reports what it finds).
+                // End of file or an error: the waiter takes it from here (and reports it).
                 got.truncate(have);
                 return Arrival::Incomplete(got);
             }
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(timeout) = rustix::time::Timespec::try_from(left) else {
+            return Arrival::Incomplete(got);
+        };
+        let mut fds = [PollFd::new(stream, PollFlags::IN)];
+        if left.is_zero() || !matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(1..)) {
+            return Arrival::Incomplete(got);
         }
     }
 }
@@ -1247,7 +1370,25 @@ fn respond(
     if st.backend.may_block() {
         before_wait();
     }
-    let res = handle(st.backend.as_ref(), req);
+    let permit = st.permits.try_take().unwrap_or_else(|| {
+        before_wait();
+        st.permits.take()
+    });
+    // A panicking backend costs this request an error answer, not a worker.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle(st.backend.as_ref(), req)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(
+            request = kind.label(),
+            "the quote backend panicked; answering an error"
+        );
+        aesm::Response::Error {
+            kind,
+            code: AesmError::Unexpected,
+        }
+    });
+    drop(permit);
     let code = res.code();
     let Ok(frame) = res.into_frame() else {
         finish(&peer, kind, code, "write_failed", since, st);

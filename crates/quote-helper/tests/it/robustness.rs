@@ -359,6 +359,9 @@ pub(crate) struct SlowBackend {
     pub(crate) inner: quote_helper::backend::sim::SimBackend,
     pub(crate) delay: Duration,
     pub(crate) done: std::sync::atomic::AtomicUsize,
+    /// Quotes being made now, and the most at once.
+    pub(crate) busy: std::sync::atomic::AtomicUsize,
+    pub(crate) peak: std::sync::atomic::AtomicUsize,
 }
 
 impl quote_helper::QuoteBackend for SlowBackend {
@@ -375,9 +378,13 @@ impl quote_helper::QuoteBackend for SlowBackend {
         self.inner.quote_size()
     }
     fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, aesm::AesmError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.busy.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
         std::thread::sleep(self.delay);
         let q = self.inner.quote(report);
-        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.busy.fetch_sub(1, SeqCst);
+        self.done.fetch_add(1, SeqCst);
         q
     }
     fn qe_report(
@@ -402,6 +409,8 @@ pub(crate) async fn start_slow(
         inner: quote_helper::backend::sim::SimBackend::new(sim),
         delay,
         done: std::sync::atomic::AtomicUsize::new(0),
+        busy: std::sync::atomic::AtomicUsize::new(0),
+        peak: std::sync::atomic::AtomicUsize::new(0),
     });
     let srv =
         super::start_backend(dir, sim_state, backend.clone(), max_connections, io_timeout).await;

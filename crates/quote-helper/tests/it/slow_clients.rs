@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aesm::Request;
@@ -359,4 +360,107 @@ async fn shutdown_finishes_a_large_response_a_client_is_reading() {
     let res = aesm::Response::decode(&got[4..], aesm::RequestKind::GetQuoteEx).unwrap();
     assert!(matches!(&res, aesm::Response::GetQuoteEx { quote, .. }
             if quote.len() == usize::try_from(quote_helper::service::MAX_QUOTE_BUF).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_bounds_requests_answered_at_once_after_hand_offs() {
+    let (srv, backend) = start_slow(Duration::from_millis(100), 1, Duration::from_secs(30)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        // Late senders, one after another: each goes through the waiter and comes back on a
+        // new worker, which must not stay on as one more acceptor...
+        for _ in 0..6 {
+            let res = in_pieces(&socket, Duration::from_millis(20), Duration::ZERO);
+            assert!(matches!(res, aesm::Response::GetQuoteEx { .. }));
+        }
+        // ...that would serve these prompt ones beside the others.
+        let prompt: Vec<_> = (0..6u8)
+            .map(|i| {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    client(&socket).get_quote_ex(&app_report([i; 32], [i; 64]), 8192, None)
+                })
+            })
+            .collect();
+        for t in prompt {
+            t.join().unwrap().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(backend.done.load(std::sync::atomic::Ordering::SeqCst), 12);
+    assert_eq!(
+        backend.peak.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "more quotes at once than max_connections"
+    );
+    srv.stop().await;
+}
+
+/// The sim backend, panicking on quotes for one MRENCLAVE.
+struct PanickyBackend(quote_helper::backend::sim::SimBackend);
+
+const PANIC_MRENCLAVE: [u8; 32] = [0xee; 32];
+
+impl quote_helper::QuoteBackend for PanickyBackend {
+    fn name(&self) -> &'static str {
+        "panicky"
+    }
+    fn target_info(&self) -> Result<[u8; 512], aesm::AesmError> {
+        self.0.target_info()
+    }
+    fn pub_key_id(&self) -> Result<[u8; 32], aesm::AesmError> {
+        self.0.pub_key_id()
+    }
+    fn quote_size(&self) -> Result<u32, aesm::AesmError> {
+        self.0.quote_size()
+    }
+    fn quote(&self, report: &[u8; 432]) -> Result<Vec<u8>, aesm::AesmError> {
+        // MRENCLAVE is at offset 64 of the report body.
+        assert!(
+            report[64..96] != PANIC_MRENCLAVE,
+            "deliberate panic of the test backend"
+        );
+        self.0.quote(report)
+    }
+    fn qe_report(
+        &self,
+        target_info: &[u8; 512],
+        report_data: [u8; 64],
+    ) -> Result<[u8; 432], aesm::AesmError> {
+        self.0.qe_report(target_info, report_data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_backend_costs_one_error_answer_and_no_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_state = dir.path().join("sim");
+    let sim = sgx_sim::state::load_or_create(&sim_state, time::OffsetDateTime::now_utc()).unwrap();
+    let backend = Arc::new(PanickyBackend(quote_helper::backend::sim::SimBackend::new(
+        sim,
+    )));
+    let srv = super::start_backend(dir, sim_state, backend, 2, Duration::from_secs(5)).await;
+    let socket = srv.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        // More panics than workers and permits.
+        for _ in 0..4 {
+            let err = client(&socket)
+                .get_quote_ex(&app_report(PANIC_MRENCLAVE, [0; 64]), 8192, None)
+                .unwrap_err();
+            assert!(
+                matches!(err, aesm::Error::Aesm(aesm::AesmError::Unexpected)),
+                "{err:?}"
+            );
+        }
+        quote_ok(&socket);
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    srv.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited for workers that had died"
+    );
 }
