@@ -620,7 +620,7 @@ enum Wait {
 }
 
 impl Wait {
-    /// Response bytes held in memory.
+    /// Bytes held in memory: the request read so far, or the response.
     fn held_bytes(&self) -> usize {
         match self {
             Wait::Request { buf } => buf.len(),
@@ -1046,14 +1046,11 @@ fn step(mut p: Parked, st: &State) -> Step {
         Wait::Request { buf } => {
             let mut chunk = [0u8; 4096];
             loop {
-                let want = match buf.first_chunk::<PREFIX_LEN>() {
-                    None => PREFIX_LEN,
-                    Some(prefix) => match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
-                        Ok(len) => PREFIX_LEN.saturating_add(len),
-                        Err(e) => return reject(p, &e, st),
-                    },
+                let want = match frame_want(buf) {
+                    Ok(want) => want,
+                    Err(e) => return reject(p, &e, st),
                 };
-                if buf.len() >= PREFIX_LEN && buf.len() >= want {
+                if buf.len() >= want {
                     let payload = buf.get(PREFIX_LEN..want).unwrap_or_default();
                     return match Request::decode(payload) {
                         Ok(req) => Step::Ready(Ready {
@@ -1198,6 +1195,16 @@ fn take_request(stream: &UnixStream, len: usize) {
     }
 }
 
+/// How many bytes the request frame whose start is `buf` needs: the prefix until it is in,
+/// then the prefix and the payload it announces (bounded).
+fn frame_want(buf: &[u8]) -> Result<usize, aesm::Error> {
+    match buf.first_chunk::<PREFIX_LEN>() {
+        None => Ok(PREFIX_LEN),
+        Some(prefix) => aesm::frame::check_len(*prefix, MAX_REQUEST_LEN)
+            .map(|len| PREFIX_LEN.saturating_add(len)),
+    }
+}
+
 /// What a worker found on a new connection.
 enum Arrival {
     /// A whole request of `frame_len` bytes (prefix included) is queued and was peeked into
@@ -1215,7 +1222,7 @@ enum Arrival {
 /// The usual case, cheaply: the whole request arrives in one piece right after `connect`,
 /// and one peek sees it. Otherwise (nothing yet, or a client that writes the length prefix
 /// and the payload separately, as Intel's libsgx_quote_ex does) it waits at most `grace` in
-/// all: a poll for the first bytes, then blocking reads of the rest.
+/// all: a poll for the first bytes, then [`take_within`] for the rest.
 fn arrival(
     stream: &UnixStream,
     grace: Duration,
@@ -1275,14 +1282,11 @@ fn arrival(
 fn take_within(stream: &UnixStream, until: Instant) -> Arrival {
     let mut got: Vec<u8> = Vec::new();
     loop {
-        let want = match got.first_chunk::<PREFIX_LEN>() {
-            None => PREFIX_LEN,
-            Some(prefix) => match aesm::frame::check_len(*prefix, MAX_REQUEST_LEN) {
-                Ok(len) => PREFIX_LEN.saturating_add(len),
-                Err(e) => return Arrival::TooLarge(e),
-            },
+        let want = match frame_want(&got) {
+            Ok(want) => want,
+            Err(e) => return Arrival::TooLarge(e),
         };
-        if got.len() >= PREFIX_LEN && got.len() >= want {
+        if got.len() >= want {
             return Arrival::Taken(got);
         }
         let have = got.len();

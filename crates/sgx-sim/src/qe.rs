@@ -6,8 +6,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use sgx_quote::quote::INTEL_QE_VENDOR_ID;
 use sgx_quote::{
     AttestationKeyType, Attributes, CertDataType, CertificationData, CpuSvn, MiscSelect, MrEnclave,
-    MrSigner, QeReportCertData, QuoteBody, QuoteHeader, Report, ReportBody, ReportData, TargetInfo,
-    TeeType,
+    MrSigner, QeReportCertData, Quote, QuoteBody, QuoteHeader, QuoteSignature, Report, ReportBody,
+    ReportData, TargetInfo, TeeType,
 };
 
 use crate::{Error, PlatformTcb, Result, SimPki};
@@ -61,9 +61,12 @@ pub struct SoftQe {
     qe_report: ReportBody,
     /// The quote header: the same in every quote.
     header: QuoteHeader,
+    /// The signature section's length, which precedes the quote signature: the same in every
+    /// quote.
+    section_len: [u8; 4],
     /// Everything after the quote signature (attestation key, QE report, its signature, auth
-    /// data, PCK chain), preceded by the signature section's length: the same in every quote.
-    tail: Vec<u8>,
+    /// data, PCK chain): the same in every quote.
+    after_signature: Vec<u8>,
     rng: SystemRandom,
 }
 
@@ -150,27 +153,42 @@ impl SoftQe {
         let qe_report_signature = sign(&pck_key, &rng, &qe_report_raw)?;
         let chain_pem = pki.pck_chain_pem().into_bytes();
         let header = header(platform);
-        let mut section = Vec::with_capacity(chain_pem.len().saturating_add(1024));
-        section.extend_from_slice(&att_pub);
-        QeReportCertData {
-            qe_report,
-            qe_report_raw: &qe_report_raw,
-            qe_report_signature,
-            qe_auth_data: &QE_AUTH_DATA,
-            certification: CertificationData {
-                cert_type: CertDataType::PckCertChain,
-                data: &chain_pem,
+        // One quote encoded by `sgx_quote`, with an empty body and a zero signature: every
+        // quote is this one with its own body and signature.
+        let body = QuoteBody::Sgx(ReportBody::default());
+        let signed = Quote::signed_bytes(&header, &body);
+        let template = Quote {
+            header,
+            body,
+            signed_region: &signed,
+            signature: QuoteSignature {
+                quote_signature: [0; 64],
+                attestation_key: att_pub,
+                qe: QeReportCertData {
+                    qe_report,
+                    qe_report_raw: &qe_report_raw,
+                    qe_report_signature,
+                    qe_auth_data: &QE_AUTH_DATA,
+                    certification: CertificationData {
+                        cert_type: CertDataType::PckCertChain,
+                        data: &chain_pem,
+                    },
+                },
             },
         }
-        .write(&mut section);
-        // The signature section: its length, the signature (per quote), then `section`.
-        let section_len =
-            u32::try_from(section.len().saturating_add(64)).map_err(|_| Error::Crypto {
-                what: "quote signature section length",
-            })?;
-        let mut tail = Vec::with_capacity(section.len().saturating_add(4));
-        tail.extend_from_slice(&section_len.to_le_bytes());
-        tail.extend_from_slice(&section);
+        .try_encode()
+        .map_err(|_| Error::Crypto {
+            what: "quote encoding",
+        })?;
+        let signature_at = signed.len().saturating_add(4);
+        let section_len = template
+            .get(signed.len()..signature_at)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_default();
+        let after_signature = template
+            .get(signature_at.saturating_add(64)..)
+            .unwrap_or_default()
+            .to_vec();
         Ok(Self {
             att_key,
             att_key_pkcs8: att_key_pkcs8.to_vec(),
@@ -179,7 +197,8 @@ impl SoftQe {
             chain_pem,
             qe_report,
             header,
-            tail,
+            section_len,
+            after_signature,
             rng,
         })
     }
@@ -244,10 +263,9 @@ impl SoftQe {
         self.header.write(&mut out);
         QuoteBody::Sgx(*app).write(&mut out);
         let quote_signature = sign(&self.att_key, &self.rng, &out)?;
-        let (section_len, section) = self.tail.split_at(4);
-        out.extend_from_slice(section_len);
+        out.extend_from_slice(&self.section_len);
         out.extend_from_slice(&quote_signature);
-        out.extend_from_slice(section);
+        out.extend_from_slice(&self.after_signature);
         Ok(out)
     }
 

@@ -243,3 +243,150 @@ fn key_ids_lists_and_legacy_requests() {
         );
     }
 }
+
+/// `qe_report_info` against backends with and without QE reports, with a counting fake.
+mod qe_report {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const QUOTE: [u8; 100] = [0x51; 100];
+    const QE_REPORT: [u8; 432] = [0x42; 432];
+
+    /// Counts `quote` and `qe_report` calls.
+    struct Fake {
+        qe_reports: bool,
+        quotes: AtomicUsize,
+        reports: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(qe_reports: bool) -> Self {
+            Self {
+                qe_reports,
+                quotes: AtomicUsize::new(0),
+                reports: AtomicUsize::new(0),
+            }
+        }
+        fn calls(&self) -> (usize, usize) {
+            (
+                self.quotes.load(Ordering::SeqCst),
+                self.reports.load(Ordering::SeqCst),
+            )
+        }
+    }
+
+    impl QuoteBackend for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn target_info(&self) -> Result<[u8; 512], AesmError> {
+            Ok([0; 512])
+        }
+        fn pub_key_id(&self) -> Result<[u8; 32], AesmError> {
+            Ok([0; 32])
+        }
+        fn quote_size(&self) -> Result<u32, AesmError> {
+            Ok(100)
+        }
+        fn quote(&self, _report: &[u8; 432]) -> Result<Vec<u8>, AesmError> {
+            self.quotes.fetch_add(1, Ordering::SeqCst);
+            Ok(QUOTE.to_vec())
+        }
+        fn supports_qe_report(&self) -> bool {
+            self.qe_reports
+        }
+        fn qe_report(
+            &self,
+            _target_info: &[u8; 512],
+            _report_data: [u8; 64],
+        ) -> Result<[u8; 432], AesmError> {
+            self.reports.fetch_add(1, Ordering::SeqCst);
+            Ok(QE_REPORT)
+        }
+    }
+
+    fn get_quote(b: &dyn QuoteBackend, qe_report_info: Option<Vec<u8>>, buf_size: u32) -> Response {
+        handle(
+            b,
+            Request::GetQuoteEx {
+                report: vec![0; REPORT_SIZE],
+                att_key_id: Some(ECDSA_P256_QE3_KEY_ID.to_vec()),
+                qe_report_info,
+                buf_size,
+            },
+        )
+    }
+
+    #[test]
+    fn unsupported_qe_report_is_refused_before_quoting() {
+        let b = Fake::new(false);
+        let res = get_quote(&b, Some(vec![0; QE_REPORT_INFO_SIZE]), 4096);
+        assert_eq!(res.code(), AesmError::UnableToGenerateQeReport);
+        assert!(matches!(
+            res,
+            Response::Error {
+                kind: RequestKind::GetQuoteEx,
+                ..
+            }
+        ));
+        assert_eq!(
+            b.calls(),
+            (0, 0),
+            "no quote may be made for a refused request"
+        );
+        // A malformed qe_report_info is still a parameter error, also without a quote.
+        let res = get_quote(&b, Some(vec![0; QE_REPORT_INFO_SIZE - 1]), 4096);
+        assert_eq!(res.code(), AesmError::Parameter);
+        assert_eq!(b.calls(), (0, 0));
+        // Without qe_report_info the same backend quotes as usual.
+        let Response::GetQuoteEx {
+            quote,
+            qe_report_info,
+        } = get_quote(&b, None, 4096)
+        else {
+            panic!("no quote")
+        };
+        assert_eq!(quote.len(), 4096);
+        assert_eq!(quote.get(..QUOTE.len()), Some(&QUOTE[..]));
+        assert_eq!(qe_report_info, None);
+        assert_eq!(b.calls(), (1, 0));
+    }
+
+    #[test]
+    fn supported_qe_report_is_filled_after_the_quote() {
+        let b = Fake::new(true);
+        let mut info = vec![0u8; QE_REPORT_INFO_SIZE];
+        info[..16].copy_from_slice(&[3; 16]);
+        info[16..528].copy_from_slice(&[4; 512]);
+        let Response::GetQuoteEx {
+            qe_report_info: Some(out),
+            ..
+        } = get_quote(&b, Some(info), 4096)
+        else {
+            panic!("no qe_report_info")
+        };
+        assert_eq!(b.calls(), (1, 1));
+        assert_eq!(&out[..16], &[3; 16]);
+        assert_eq!(&out[16..528], &[4; 512]);
+        assert_eq!(&out[528..], &QE_REPORT[..]);
+    }
+
+    #[test]
+    fn sim_backend_supports_and_fills_qe_reports() {
+        let b = backend();
+        assert!(b.supports_qe_report());
+        let size = b.quote_size().unwrap();
+        let info = vec![0u8; QE_REPORT_INFO_SIZE];
+        let res = get_quote(&b, Some(info), size);
+        let Response::GetQuoteEx {
+            qe_report_info: Some(out),
+            ..
+        } = res
+        else {
+            panic!("{res:?}")
+        };
+        assert_ne!(&out[528..], &[0u8; 432][..], "QE report slot left empty");
+        assert!(sgx_quote::Report::parse(&out[528..]).is_ok());
+    }
+}
