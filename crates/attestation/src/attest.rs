@@ -711,19 +711,16 @@ impl AttestState {
             self.synced();
             return Ok(SyncOutcome::Unchanged);
         }
-        let state = match &snapshot.data {
-            None => RuntimeState::empty((*self.based_on).clone()),
-            Some(data) => match RuntimeState::from_json(data) {
-                Ok(state) => state,
-                Err(e) => {
-                    return Ok(self.invalid(
-                        &mut rt,
-                        store,
-                        &snapshot.version,
-                        format!("unreadable document: {e}"),
-                    ));
-                }
-            },
+        let state = match self.stored_state(snapshot.data.as_deref()) {
+            Ok(state) => state,
+            Err(e) => {
+                return Ok(self.invalid(
+                    &mut rt,
+                    store,
+                    &snapshot.version,
+                    format!("unreadable document: {e}"),
+                ));
+            }
         };
         if rt.started && state.based_on != *self.based_on {
             // Made by a replica on another start-up configuration (a rolling upgrade or a
@@ -755,13 +752,12 @@ impl AttestState {
                 resolved.effective = tombstone;
             }
         }
-        let changed = !resolved.effective.same_changes(&rt.state) || !rt.started;
-        if changed {
+        let applied = !resolved.effective.same_changes(&rt.state);
+        if applied || !rt.started {
             tracing::info!(store = %store.describe(), generation = resolved.effective.generation, policy = %resolved.doc.hash, signers = resolved.signers.len(), "runtime state applied");
             self.apply(resolved.doc, resolved.signers)
                 .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
         }
-        let applied = !resolved.effective.same_changes(&rt.state);
         rt.state = resolved.effective;
         rt.seen = Some(version);
         rt.started = true;
@@ -775,6 +771,14 @@ impl AttestState {
         } else {
             SyncOutcome::Unchanged
         })
+    }
+
+    /// The stored document, parsed (none stored: no changes on this start-up configuration).
+    fn stored_state(&self, data: Option<&str>) -> Result<RuntimeState, String> {
+        data.map_or_else(
+            || Ok(RuntimeState::empty((*self.based_on).clone())),
+            RuntimeState::from_json,
+        )
     }
 
     /// An invalid stored document: logged (as an error once per version), not applied, and
@@ -967,10 +971,9 @@ impl AttestState {
                 "the stored runtime state is invalid ({e}); nothing was changed"
             ))
         };
-        let state = match &snapshot.data {
-            None => RuntimeState::empty((*self.based_on).clone()),
-            Some(data) => RuntimeState::from_json(data).map_err(invalid)?,
-        };
+        let state = self
+            .stored_state(snapshot.data.as_deref())
+            .map_err(invalid)?;
         let resolved = self.resolve(&state).map_err(invalid)?;
         Ok((resolved, snapshot.version))
     }
@@ -1015,7 +1018,7 @@ impl AttestState {
     /// one) gives up after [`change_deadline`]. Changes are serialized within the replica.
     async fn change<T>(
         &self,
-        f: impl FnMut(&RuntimeState, &PolicySigners) -> Result<(RuntimeState, T), AttestError>,
+        mut f: impl FnMut(&RuntimeState, &PolicySigners) -> Result<(RuntimeState, T), AttestError>,
     ) -> Result<T, AttestError> {
         let Some(store) = &self.config.runtime_store else {
             let mut rt = self.runtime.lock().await;
@@ -1024,7 +1027,6 @@ impl AttestState {
                 .read()
                 .map_err(|_| AttestError::Internal)?
                 .clone();
-            let mut f = f;
             let (new, answer) = f(&rt.state, &signers)?;
             self.put_in_force(&new)?;
             rt.state = new;
@@ -1770,17 +1772,15 @@ async fn rotate_key_inner(s: &AttestState, headers: &HeaderMap) -> Result<String
 /// The cause class of a failed rotation, for the client (the details are logged).
 fn rotation_failure_class(e: &crate::token::Error) -> &'static str {
     use std::io::ErrorKind;
-    if !matches!(e, crate::token::Error::Io { .. }) {
-        return "the new key could not be made";
-    }
     match e.io_kind() {
+        None => "the new key could not be made",
         Some(ErrorKind::ReadOnlyFilesystem) => {
             "the key file is on a read-only file system (a mounted Secret? start with --signing-key-read-only and rotate by updating the key file)"
         }
         Some(ErrorKind::PermissionDenied) => "permission denied on the key file or its directory",
         Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => "no space left for the key file",
         Some(ErrorKind::NotFound) => "the key file or its directory is missing",
-        _ => "a file system error on the key file",
+        Some(_) => "a file system error on the key file",
     }
 }
 
@@ -1818,12 +1818,6 @@ async fn get_certificates(State(s): State<AttestState>, headers: HeaderMap) -> R
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CertificateChange {
-    Add,
-    Remove,
-}
-
 /// `POST /certificates:add`: a JWS signed by a current policy signer whose payload names the
 /// certificate to add. Admin token first, like `PUT /policies/SgxEnclave`.
 async fn add_certificate(
@@ -1831,7 +1825,7 @@ async fn add_certificate(
     headers: HeaderMap,
     body: BodyResult,
 ) -> Response {
-    change_certificate(&s, &headers, body, CertificateChange::Add).await
+    change_certificate(&s, &headers, body, SignerOpKind::Add).await
 }
 
 /// `POST /certificates:remove`: as `:add`, for the certificate to remove; the last one stays.
@@ -1840,14 +1834,14 @@ async fn remove_certificate(
     headers: HeaderMap,
     body: BodyResult,
 ) -> Response {
-    change_certificate(&s, &headers, body, CertificateChange::Remove).await
+    change_certificate(&s, &headers, body, SignerOpKind::Remove).await
 }
 
 async fn change_certificate(
     s: &AttestState,
     headers: &HeaderMap,
     body: BodyResult,
-    change: CertificateChange,
+    change: SignerOpKind,
 ) -> Response {
     change_certificate_inner(s, headers, body, change)
         .await
@@ -1864,7 +1858,7 @@ async fn change_certificate_inner(
     s: &AttestState,
     headers: &HeaderMap,
     body: BodyResult,
-    change: CertificateChange,
+    change: SignerOpKind,
 ) -> Result<Response, AttestError> {
     check_admin(s, headers)?;
     let body = management_body(body)?;
@@ -1878,14 +1872,14 @@ async fn change_certificate_inner(
         .change(|base, current| {
             let req = policy_jws::decode_certificate_request(body, current)?;
             let thumbprint = policy_jws::sha1_thumbprint(&req.certificate);
-            let mut signers = current.clone();
+            let present = current.contains(&req.certificate);
             let (result, changed) = match change {
-                CertificateChange::Add => ("IsPresent", signers.insert(req.certificate)),
-                CertificateChange::Remove => {
-                    if signers.contains(&req.certificate) && signers.len() <= 1 {
+                SignerOpKind::Add => ("IsPresent", !present),
+                SignerOpKind::Remove => {
+                    if present && current.len() <= 1 {
                         return Err(AttestError::LastPolicySigner(thumbprint));
                     }
-                    ("IsAbsent", signers.remove(&req.certificate))
+                    ("IsAbsent", present)
                 }
             };
             let answer = certificates_token(
@@ -1902,11 +1896,8 @@ async fn change_certificate_inner(
                 }
                 // The request as received: replayed from the start-up signers at every load.
                 new.signer_ops.push(SignerOp {
-                    op: match change {
-                        CertificateChange::Add => SignerOpKind::Add,
-                        CertificateChange::Remove => SignerOpKind::Remove,
-                    },
-                    jws: req.jws.clone(),
+                    op: change,
+                    jws: req.jws,
                 });
             }
             Ok((new, (answer, changed.then_some((thumbprint, req.signer)))))
@@ -1914,8 +1905,8 @@ async fn change_certificate_inner(
         .await?;
     if let Some((certificate, signer)) = changed {
         let action = match change {
-            CertificateChange::Add => "added",
-            CertificateChange::Remove => "removed",
+            SignerOpKind::Add => "added",
+            SignerOpKind::Remove => "removed",
         };
         tracing::info!(%certificate, %signer, action, "policy signer certificate changed");
     }

@@ -136,32 +136,27 @@ impl PolicySigners {
     }
 }
 
+/// The public key algorithm of an RSA certificate (rsaEncryption).
+const RSA_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// The public key algorithm of an EC certificate (id-ecPublicKey).
+const EC_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
 /// A JWK for a certificate: `kty` (and `alg`) from its public key algorithm, `use: sig`, and
 /// the certificate as the only `x5c` entry.
 #[must_use]
 pub fn certificate_jwk(der_cert: &[u8]) -> Value {
-    const RSA: &str = "1.2.840.113549.1.1.1";
-    const EC: &str = "1.2.840.10045.2.1";
     let oid = x509_cert::Certificate::from_der(der_cert)
-        .map(|c| {
-            c.tbs_certificate
-                .subject_public_key_info
-                .algorithm
-                .oid
-                .to_string()
-        })
-        .unwrap_or_default();
+        .map(|c| c.tbs_certificate.subject_public_key_info.algorithm.oid)
+        .ok();
     let mut jwk = serde_json::Map::new();
-    match oid.as_str() {
-        RSA => {
-            jwk.insert("kty".into(), "RSA".into());
-            jwk.insert("alg".into(), "RS256".into());
-        }
-        EC => {
-            jwk.insert("kty".into(), "EC".into());
-            jwk.insert("alg".into(), "ES256".into());
-        }
-        _ => {}
+    if oid == Some(RSA_KEY) {
+        jwk.insert("kty".into(), "RSA".into());
+        jwk.insert("alg".into(), "RS256".into());
+    } else if oid == Some(EC_KEY) {
+        jwk.insert("kty".into(), "EC".into());
+        jwk.insert("alg".into(), "ES256".into());
     }
     jwk.insert("use".into(), "sig".into());
     jwk.insert("x5c".into(), serde_json::json!([STANDARD.encode(der_cert)]));
@@ -426,17 +421,13 @@ pub fn decode_certificate_request(
 /// bits (what RS256/ES256 verification accepts). A signer with another key could never sign,
 /// and adding one, then removing the others, would lock policy management until a restart.
 pub fn check_signer_key(der_cert: &[u8]) -> Result<(), Error> {
-    const RSA: der::asn1::ObjectIdentifier =
-        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-    const EC: der::asn1::ObjectIdentifier =
-        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const P256: der::asn1::ObjectIdentifier =
         der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
     let cert = x509_cert::Certificate::from_der(der_cert)
         .map_err(|e| Error::SignerCertificate(format!("not a DER X.509 certificate: {e}")))?;
     let spki = &cert.tbs_certificate.subject_public_key_info;
     let refuse = |why: String| Err(Error::SignerCertificate(why));
-    if spki.algorithm.oid == EC {
+    if spki.algorithm.oid == EC_KEY {
         let curve = spki
             .algorithm
             .parameters
@@ -448,7 +439,7 @@ pub fn check_signer_key(der_cert: &[u8]) -> Result<(), Error> {
             refuse("its EC key is not on P-256 (policies are signed with ES256)".into())
         };
     }
-    if spki.algorithm.oid == RSA {
+    if spki.algorithm.oid == RSA_KEY {
         #[derive(der::Sequence)]
         struct RsaPublicKey<'a> {
             modulus: der::asn1::UintRef<'a>,

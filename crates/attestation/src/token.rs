@@ -218,10 +218,7 @@ fn write_temp(path: &Path, der_bytes: &[u8]) -> Result<PathBuf, Error> {
 fn install(tmp: &Path, path: &Path) -> Result<(), Error> {
     std::fs::rename(tmp, path).map_err(|source| {
         let _ = std::fs::remove_file(tmp);
-        Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        io_error(path)(source)
     })
 }
 
@@ -323,12 +320,7 @@ fn pem_files(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>,
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                path: dir.display().to_string(),
-                source,
-            });
-        }
+        Err(source) => return Err(io_error(dir)(source)),
     };
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -407,13 +399,11 @@ fn read_files(path: &Path, beside: bool) -> Result<Files, Error> {
 impl Files {
     /// The keys; the first retired file that cannot be read or parsed is an error.
     fn parse(self, path: &Path) -> Result<(Key, Vec<Key>), Error> {
-        let current = parse_key(path, &self.key)?;
-        let retired = self
-            .retired
-            .into_iter()
-            .map(|(f, text)| text.and_then(|t| parse_key(&f, &t)))
-            .collect::<Result<_, _>>()?;
-        Ok((current, retired))
+        let (current, retired, errors) = self.parse_lenient(path)?;
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok((current, retired)),
+        }
     }
 
     /// The keys, skipping (and returning the errors of) retired files that cannot be read
@@ -1145,17 +1135,20 @@ mod tests {
 
     #[test]
     fn only_regular_key_files_of_at_most_64_kib_are_read() {
+        let mkfifo = |p: &Path| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pem");
         // A FIFO is never opened (the read would block until a writer came).
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&path);
         let err = KeyRing::load_read_only(&path).unwrap_err();
         assert_eq!(
             err.io_kind(),
@@ -1171,14 +1164,7 @@ mod tests {
         let (k, kid) = new_key();
         std::fs::write(&path, &k).unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&fifo);
         std::os::unix::fs::symlink(&fifo, dir.path().join("retired-fifo.pem")).unwrap();
         let ring = KeyRing::load_read_only(&path).unwrap();
         assert_eq!(kids(&ring), vec![kid]);
