@@ -25,7 +25,10 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 mod common;
-use common::{Signer, T_A, bundle_a, error_code, policy_payload, quote_a, testdata};
+use common::{
+    Signer, T_A, bundle_a, error_code, policy_payload, quote_a, signer_set, testdata, token_claims,
+    unsigned_policy,
+};
 
 /// A server on loopback that stops when the returned sender is dropped or fired.
 struct Running {
@@ -1091,19 +1094,8 @@ async fn qcnl_requests_over_https_match_plain_http() {
     plain.stop().await;
 }
 
-/// MAA's JWS form of a policy: payload `{"AttestationPolicy": base64url(text)}`.
-fn unsigned_policy_jws(text: &str) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-    let p = URL_SAFE_NO_PAD.encode(policy_payload(text).to_string());
-    format!("{h}.{p}.")
-}
-
-/// The attestation router of set A with policy signers; returns a `PUT /policies` helper.
+/// The attestation router of set A with policy signers and the admin token `s3cret`.
 fn app_with_signers(signers: &[&Signer], debug: bool) -> axum::Router {
-    let mut policy_signers = attestation::policy_jws::PolicySigners::none();
-    for s in signers {
-        policy_signers.add_pem(s.cert_pem.as_bytes()).unwrap();
-    }
     attest::router(
         AttestState::new(
             Arc::new(DcapVerifier::new(dcap_verify::TrustAnchors::intel())),
@@ -1112,7 +1104,7 @@ fn app_with_signers(signers: &[&Signer], debug: bool) -> axum::Router {
             &format!("allow_debug: {debug}"),
             attest::Config {
                 admin_token: Some("s3cret".into()),
-                policy_signers,
+                policy_signers: signer_set(signers),
                 ..attest::Config::default()
             },
             Clock::fixed(T_A),
@@ -1163,7 +1155,7 @@ async fn unsigned_policy_jws_is_accepted_without_signers_and_takes_effect() {
 
     // Only UpToDate: set A (ConfigurationAndSWHardeningNeeded) is then denied.
     let text = format!("allow_debug: {debug}\naccepted_tcb_statuses: [UpToDate]\n");
-    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws(&text)).await;
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy(&text)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["x-confcom-policy-form"], "unsigned-jws");
     assert_eq!(v["x-confcom-policy-signer"], Value::Null);
@@ -1175,13 +1167,13 @@ async fn unsigned_policy_jws_is_accepted_without_signers_and_takes_effect() {
     );
 
     // The admin token check stays.
-    let (s, v) = put_policy(&app, "nope", &unsigned_policy_jws("")).await;
+    let (s, v) = put_policy(&app, "nope", &unsigned_policy("")).await;
     assert_eq!(
         (s, error_code(&v)),
         (StatusCode::UNAUTHORIZED, "Unauthorized")
     );
     // A JWS whose decoded text is not a policy goes through the parser: 400.
-    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws("bogus: 1")).await;
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy("bogus: 1")).await;
     assert_eq!(
         (s, error_code(&v)),
         (StatusCode::BAD_REQUEST, "InvalidRequest"),
@@ -1259,7 +1251,7 @@ async fn signed_policy_jws_from_a_configured_signer_only() {
         ),
         // Unsigned JWS and plain text need a signature once signers are configured.
         (
-            unsigned_policy_jws(&deny_text),
+            unsigned_policy(&deny_text),
             StatusCode::UNAUTHORIZED,
             "PolicySignatureRequired",
         ),
@@ -1387,13 +1379,6 @@ async fn collateral_client_trusts_ssl_cert_file_for_an_https_pccs() {
     task.await.unwrap().unwrap();
 }
 
-/// The claims of a token (its payload, not verified: other tests check signatures).
-fn token_claims(v: &Value) -> Value {
-    let token = v["token"].as_str().unwrap();
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn maa_claim_rule_policies_authorize_and_issue_claims() {
     let quote = quote_a();
@@ -1412,7 +1397,7 @@ async fn maa_claim_rule_policies_authorize_and_issue_claims() {
              => issue(type=\"policy-name\", value=\"maa-e2e\");
          }};"
     );
-    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy_jws(&maa)).await;
+    let (s, v) = put_policy(&app, "s3cret", &unsigned_policy(&maa)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["x-confcom-policy-language"], "maa-claim-rules");
     let (s, v) = post(&app, json!({"quote": b64(&quote), "nonce": "n-1"})).await;

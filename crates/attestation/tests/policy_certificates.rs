@@ -13,38 +13,19 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 mod common;
-use common::{ADMIN, Signer, call, error_code, policy_app, put_policy, signer_set, verified_token};
+use common::{
+    ADMIN, Signer, call, cert_payload, error_code, policy_app, policy_payload, put_policy,
+    signer_set, verified_token,
+};
 
-/// What these tests need beyond the shared signer.
-trait SignerExt {
-    fn about(&self, cert: &Signer) -> String;
-    fn about_der(&self, der: &[u8]) -> String;
-    fn sha1(&self) -> String;
-}
-
-impl SignerExt for Signer {
-    /// This signer's request to add or remove `cert` (MAA's `policyCertificate` JWK).
-    fn about(&self, cert: &Signer) -> String {
-        self.about_der(&cert.cert_der)
-    }
-
-    /// This signer's request to add or remove the certificate `der`.
-    fn about_der(&self, der: &[u8]) -> String {
-        self.sign(&cert_payload(der))
-    }
-
+impl Signer {
+    /// The SHA-1 thumbprint of this signer's certificate (upper-case hex).
     fn sha1(&self) -> String {
         hex::encode_upper(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
             &self.cert_der,
         ))
     }
-}
-
-/// `{"policyCertificate": {"kty": "RSA", "x5c": [cert]}}`, as Azure's SDKs build it (they
-/// write `kty: RSA` whatever the key).
-fn cert_payload(der: &[u8]) -> Value {
-    json!({ "policyCertificate": { "kty": "RSA", "x5c": [STANDARD.encode(der)] } })
 }
 
 fn app(signers: &[&Signer]) -> axum::Router {
@@ -405,7 +386,7 @@ async fn azure_sdk_header_forms_are_accepted() {
     let other = Signer::generate(Algorithm::ES256);
     let app = policy_app("", policy_signers);
     // A policy and a signer change, each as a JSON string (how the SDKs send the body).
-    let policy = json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode("min_svn: 1") });
+    let policy = policy_payload("min_svn: 1");
     let body = Value::String(sdk_style_jws(&key, cert.der(), &policy)).to_string();
     let (s, v) = put_policy(&app, &body).await;
     assert_eq!(s, StatusCode::OK, "{v}");

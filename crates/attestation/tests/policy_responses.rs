@@ -11,7 +11,10 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 mod common;
-use common::{ADMIN, Signer, call, error_code, policy_app, put_policy, signer_set, verified_token};
+use common::{
+    ADMIN, Signer, admin_get, call, error_code, policy_app, put_policy, signer_set,
+    unsigned_policy, unsigned_reset, verified_token,
+};
 
 /// The `--policy` text every app starts with.
 const STARTUP: &str = "min_svn: 1\n";
@@ -21,14 +24,7 @@ fn app(signers: &[&Signer]) -> axum::Router {
 }
 
 async fn get_policy(app: &axum::Router) -> (StatusCode, Value) {
-    call(
-        app,
-        Request::get("/policies/SgxEnclave?api-version=2022-08-01")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    admin_get(app, "/policies/SgxEnclave?api-version=2022-08-01").await
 }
 
 async fn reset(app: &axum::Router, token: &str, body: &str) -> (StatusCode, Value) {
@@ -51,18 +47,6 @@ async fn claims(app: &axum::Router, response: &Value) -> Value {
     c
 }
 
-/// An unsigned (`alg: none`) compact JWS of `payload` (MAA's unsecured form).
-fn unsigned(payload: &Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-    let p = URL_SAFE_NO_PAD.encode(payload.to_string());
-    format!("{h}.{p}.")
-}
-
-/// MAA's unsigned reset body: a JWS with an empty payload.
-fn unsigned_reset() -> String {
-    format!("{}..", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#))
-}
-
 /// BASE64URL(SHA256(s)).
 fn sha256_b64url(s: &str) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
@@ -82,7 +66,7 @@ fn stored_policy_text(jws: &str) -> String {
 #[tokio::test]
 async fn put_unsigned_jws_as_json_string_hashes_the_jws() {
     let app = app(&[]);
-    let jws = unsigned(&common::policy_payload("min_svn: 2"));
+    let jws = unsigned_policy("min_svn: 2");
     // As a JSON string with a trailing newline: the hash covers the JWS only.
     let (s, v) = put_policy(&app, &format!("\"{jws}\"\n")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -189,7 +173,7 @@ async fn reset_restores_the_startup_policy() {
     assert_eq!(get_policy(&app).await.1["policy"], "min_svn: 7\n");
 
     // A reset body carrying a policy document: refused.
-    let with_policy = unsigned(&common::policy_payload("min_svn: 8"));
+    let with_policy = unsigned_policy("min_svn: 8");
     let (s, v) = reset(&app, ADMIN, &with_policy).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(error_code(&v), "MalformedPolicyJws");

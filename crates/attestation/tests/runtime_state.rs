@@ -25,15 +25,14 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 mod common;
 use common::{
-    ADMIN, ISSUER, Signer, T_A, assert_maybe_stored, assert_unavailable, bundle_a, call,
-    error_code, put_policy, quote_a, signer_set, unavailable_message,
+    ADMIN, ISSUER, Signer, T_A, admin_get, assert_maybe_stored, assert_unavailable, bundle_a, call,
+    error_code, metrics, put_policy, quote_a, signer_set, token_claims, unavailable_message,
+    unsigned_policy, unsigned_reset,
 };
 
 /// Whether the quote of set A is a debug enclave (the policies below allow exactly that).
@@ -151,20 +150,10 @@ impl Replica {
 
     /// `GET /certificates`: the signer certificates (DER) in force.
     async fn signers(&self) -> Vec<Vec<u8>> {
-        let (s, v) = call(
-            &self.app,
-            Request::get("/certificates?api-version=2022-08-01")
-                .header("authorization", format!("Bearer {ADMIN}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (s, v) = get(&self.app, "/certificates").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         // Issued at set A's time: read, not verified (other tests verify these tokens).
-        let payload = v["token"].as_str().unwrap().split('.').nth(1).unwrap();
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-        claims["x-ms-policy-certificates"]["keys"]
+        token_claims(&v)["x-ms-policy-certificates"]["keys"]
             .as_array()
             .unwrap()
             .iter()
@@ -172,58 +161,12 @@ impl Replica {
             .collect()
     }
 
-    /// `GET /metrics`.
-    async fn metrics(&self) -> String {
-        let r = self
-            .app
-            .clone()
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-    }
-
     /// `GET /policies/SgxEnclave`: the policy text in force.
     async fn policy_text(&self) -> String {
-        let (s, v) = call(
-            &self.app,
-            Request::get("/policies/SgxEnclave?api-version=2022-08-01")
-                .header("authorization", format!("Bearer {ADMIN}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (s, v) = get(&self.app, "/policies/SgxEnclave").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["policy"].as_str().unwrap().to_owned()
     }
-}
-
-/// `signer`'s `POST /certificates:add|remove` body about `cert`.
-fn about(signer: &Signer, cert: &Signer) -> String {
-    about_der(signer, &cert.cert_der)
-}
-
-/// `signer`'s `POST /certificates:add|remove` body about the certificate `der`.
-fn about_der(signer: &Signer, der: &[u8]) -> String {
-    signer.sign(&json!({ "policyCertificate": { "kty": "RSA", "x5c": [STANDARD.encode(der)] } }))
-}
-
-/// An unsigned (`alg: none`) policy JWS.
-fn unsigned(text: &str) -> String {
-    format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
-        URL_SAFE_NO_PAD.encode(common::policy_payload(text).to_string())
-    )
-}
-
-/// MAA's unsigned reset body.
-fn unsigned_reset() -> String {
-    format!("{}..", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#))
-}
-
-fn dir_store(dir: &Path) -> RuntimeStore {
-    RuntimeStore::dir(dir)
 }
 
 /// The stored document of a [`DirStore`] in `dir`.
@@ -234,7 +177,7 @@ fn stored(dir: &Path) -> RuntimeState {
 #[tokio::test]
 async fn a_put_on_one_replica_is_in_force_on_the_other_after_its_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let a = Replica::started(&allow(), PolicySigners::none(), &store).await;
     let b = Replica::started(&allow(), PolicySigners::none(), &store).await;
     a.assert_allows().await;
@@ -259,18 +202,11 @@ async fn a_put_on_one_replica_is_in_force_on_the_other_after_its_poll() {
     assert!(doc.signer_ops.is_empty());
 
     // The JWS forms travel as sent; B's change reaches A alike.
-    let (s, v) = b.put(&unsigned(&allow())).await;
+    let (s, v) = b.put(&unsigned_policy(&allow())).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(a.sync().await, SyncOutcome::Applied);
     a.assert_allows().await;
-    let (s, v) = call(
-        &a.app,
-        Request::get("/policies/SgxEnclave")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = admin_get(&a.app, "/policies/SgxEnclave").await;
     assert_eq!(
         (s, &v["x-confcom-policy-form"]),
         (StatusCode::OK, &json!("unsigned-jws"))
@@ -281,13 +217,13 @@ async fn a_put_on_one_replica_is_in_force_on_the_other_after_its_poll() {
 #[tokio::test]
 async fn signer_changes_on_one_replica_are_honoured_by_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let newcomer = Signer::generate(Algorithm::RS256);
     let a = Replica::started(&allow(), signer_set(&[&es]), &store).await;
     let b = Replica::started(&allow(), signer_set(&[&es]), &store).await;
 
-    let add = about(&es, &newcomer);
+    let add = es.about(&newcomer);
     let (s, v) = a.post("/certificates:add", &add).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(stored(dir.path()).generation, 1);
@@ -300,7 +236,7 @@ async fn signer_changes_on_one_replica_are_honoured_by_the_other() {
         }]
     );
     // Adding it again changes nothing and writes nothing.
-    let (s, v) = a.post("/certificates:add", &about(&es, &newcomer)).await;
+    let (s, v) = a.post("/certificates:add", &es.about(&newcomer)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(stored(dir.path()).generation, 1);
     // B lists the newcomer after its poll step.
@@ -324,12 +260,12 @@ async fn signer_changes_on_one_replica_are_honoured_by_the_other() {
 
     // Removed through B: A refuses the newcomer after its poll. The policy the newcomer set
     // stays in force everywhere, as without a store.
-    let (s, v) = b.post("/certificates:remove", &about(&es, &newcomer)).await;
+    let (s, v) = b.post("/certificates:remove", &es.about(&newcomer)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(a.sync().await, SyncOutcome::Applied);
     a.assert_denies().await;
     let (s, v) = a
-        .post("/certificates:add", &about(&newcomer, &newcomer))
+        .post("/certificates:add", &newcomer.about(&newcomer))
         .await;
     assert_eq!(
         (s, error_code(&v)),
@@ -346,7 +282,7 @@ async fn signer_changes_on_one_replica_are_honoured_by_the_other() {
 #[tokio::test]
 async fn a_restart_keeps_the_put_policy_and_a_reset_clears_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let a = Replica::started(&allow(), PolicySigners::none(), &store).await;
     let (s, v) = a.put(&deny()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -376,13 +312,13 @@ async fn a_restart_keeps_the_put_policy_and_a_reset_clears_it() {
 #[tokio::test]
 async fn a_changed_start_up_policy_drops_only_the_stored_policy_and_buries_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let rs = Signer::generate(Algorithm::RS256);
     let signers = signer_set(&[&es, &rs]);
     let a = Replica::started(&allow(), signers.clone(), &store).await;
     // At run time: rs removed, the policy tightened.
-    let (s, v) = a.post("/certificates:remove", &about(&es, &rs)).await;
+    let (s, v) = a.post("/certificates:remove", &es.about(&rs)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = a.put(&es.policy(&deny())).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -456,9 +392,9 @@ async fn a_changed_start_up_signer_set_drops_the_signer_history_but_keeps_a_poli
     let newcomer = Signer::generate(Algorithm::ES256);
     for (policy_signer, kept) in [(&es, true), (&newcomer, false)] {
         let dir = tempfile::tempdir().unwrap();
-        let store = dir_store(dir.path());
+        let store = RuntimeStore::dir(dir.path());
         let a = Replica::started(&allow(), signer_set(&[&es]), &store).await;
-        let (s, v) = a.post("/certificates:add", &about(&es, &newcomer)).await;
+        let (s, v) = a.post("/certificates:add", &es.about(&newcomer)).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let (s, v) = a.put(&policy_signer.policy(&deny())).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -609,8 +545,8 @@ async fn a_failing_store_refuses_changes_with_503_and_changes_nothing() {
     for (path, body) in [
         ("PUT", es.policy(&deny())),
         ("/policies/SgxEnclave:reset", es.sign(&json!({}))),
-        ("/certificates:add", about(&es, &other)),
-        ("/certificates:remove", about(&es, &es)),
+        ("/certificates:add", es.about(&other)),
+        ("/certificates:remove", es.about(&es)),
     ] {
         let (s, v) = if path == "PUT" {
             a.put(&body).await
@@ -660,14 +596,14 @@ async fn a_failing_store_refuses_changes_with_503_and_changes_nothing() {
     let lock = dir.path().join(".runtime-state.lock");
     std::fs::remove_file(&lock).unwrap();
     std::fs::create_dir(&lock).unwrap();
-    let (s, v) = a.post("/certificates:add", &about(&es, &other)).await;
+    let (s, v) = a.post("/certificates:add", &es.about(&other)).await;
     assert_maybe_stored(s, &v);
     assert_eq!(stored(dir.path()), doc);
     assert_eq!(a.signers().await, vec![es.cert_der.clone()]);
     a.assert_denies().await;
 
     // What an alert watches.
-    let text = a.metrics().await;
+    let text = metrics(&a.app).await;
     for line in [
         r#"confcom_attest_runtime_state_writes_total{result="conflict"} 5"#,
         r#"confcom_attest_runtime_state_writes_total{result="ok"} 1"#,
@@ -696,7 +632,7 @@ async fn a_conflicting_write_is_retried_on_the_latest_state() {
     competing.generation = 1;
     competing.signer_ops.push(SignerOp {
         op: SignerOpKind::Add,
-        jws: about(&rs, &newcomer),
+        jws: rs.about(&newcomer),
     });
     *flaky.before_save.lock().unwrap() = Some(competing.to_json().unwrap());
     let before = flaky.saves.load(Ordering::SeqCst);
@@ -720,7 +656,7 @@ async fn a_conflicting_write_is_retried_on_the_latest_state() {
     competing.generation += 1;
     competing.signer_ops.push(SignerOp {
         op: SignerOpKind::Remove,
-        jws: about(&es, &rs),
+        jws: es.about(&rs),
     });
     *flaky.before_save.lock().unwrap() = Some(competing.to_json().unwrap());
     let (s, v) = a.put(&rs.policy(&deny())).await;
@@ -736,7 +672,7 @@ async fn a_conflicting_write_is_retried_on_the_latest_state() {
 #[tokio::test]
 async fn an_invalid_stored_document_is_not_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let newcomer = Signer::generate(Algorithm::ES256);
     // Not a signer: its JWSs verify with their own x5c only.
@@ -801,7 +737,7 @@ async fn an_invalid_stored_document_is_not_applied() {
         ),
         (doc(vec![], Some((allow(), 0))), "must be a JWS signed"),
         (
-            doc(vec![], Some((unsigned(&allow()), 0))),
+            doc(vec![], Some((unsigned_policy(&allow()), 0))),
             "must be a JWS signed",
         ),
         (doc(vec![], Some((tampered, 0))), "does not verify"),
@@ -813,7 +749,7 @@ async fn an_invalid_stored_document_is_not_applied() {
         // Forged: a signer change signed by a stranger (adding itself), and a policy it signs.
         (
             doc(
-                vec![op(SignerOpKind::Add, about(&stranger, &stranger))],
+                vec![op(SignerOpKind::Add, stranger.about(&stranger))],
                 Some((stranger.policy(&allow()), 1)),
             ),
             "signer change 0: the JWS is signed by a certificate that is not a current policy signer",
@@ -825,18 +761,18 @@ async fn an_invalid_stored_document_is_not_applied() {
         ),
         (
             doc(
-                vec![op(SignerOpKind::Add, about_der(&es, &p384))],
+                vec![op(SignerOpKind::Add, es.about_der(&p384))],
                 good.policy.clone().map(|p| (p.body, 0)),
             ),
             "P-256",
         ),
         // A removal turned into an addition (or any change that changes nothing).
         (
-            doc(vec![op(SignerOpKind::Remove, about(&es, &newcomer))], None),
+            doc(vec![op(SignerOpKind::Remove, es.about(&newcomer))], None),
             "changes nothing",
         ),
         (
-            doc(vec![op(SignerOpKind::Remove, about(&es, &es))], None),
+            doc(vec![op(SignerOpKind::Remove, es.about(&es))], None),
             "removes the last signer",
         ),
     ];
@@ -880,10 +816,10 @@ async fn an_invalid_stored_document_is_not_applied() {
 
     // Without signers, signer changes in the document are invalid too.
     let open = tempfile::tempdir().unwrap();
-    let open_store = dir_store(open.path());
+    let open_store = RuntimeStore::dir(open.path());
     let mut doc = RuntimeState::empty(BasedOn::new(&allow(), &PolicySigners::none()));
     doc.signer_ops
-        .push(op(SignerOpKind::Add, about(&es, &newcomer)));
+        .push(op(SignerOpKind::Add, es.about(&newcomer)));
     std::fs::write(open.path().join(STATE_KEY), doc.to_json().unwrap()).unwrap();
     let d = Replica::new(&allow(), PolicySigners::none(), &open_store);
     match d.sync().await {
@@ -896,15 +832,15 @@ async fn an_invalid_stored_document_is_not_applied() {
 #[tokio::test]
 async fn a_truncated_signer_history_is_a_valid_rollback() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let newcomer = Signer::generate(Algorithm::ES256);
     let a = Replica::started(&allow(), signer_set(&[&es]), &store).await;
-    let (s, v) = a.post("/certificates:add", &about(&es, &newcomer)).await;
+    let (s, v) = a.post("/certificates:add", &es.about(&newcomer)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = a.put(&newcomer.policy(&deny())).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = a.post("/certificates:remove", &about(&es, &newcomer)).await;
+    let (s, v) = a.post("/certificates:remove", &es.about(&newcomer)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let full = stored(dir.path());
     assert_eq!(
@@ -949,7 +885,7 @@ async fn a_truncated_signer_history_is_a_valid_rollback() {
 #[tokio::test]
 async fn signer_changes_beyond_the_limit_are_refused_until_the_set_is_restated() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let x = Signer::generate(Algorithm::ES256);
     let a = Replica::started(&allow(), signer_set(&[&es]), &store).await;
@@ -959,11 +895,11 @@ async fn signer_changes_beyond_the_limit_are_refused_until_the_set_is_restated()
         } else {
             "/certificates:remove"
         };
-        let (s, v) = a.post(path, &about(&es, &x)).await;
+        let (s, v) = a.post(path, &es.about(&x)).await;
         assert_eq!(s, StatusCode::OK, "{i}: {v}");
     }
     assert_eq!(stored(dir.path()).signer_ops.len(), MAX_SIGNER_OPS);
-    let (s, v) = a.post("/certificates:add", &about(&es, &x)).await;
+    let (s, v) = a.post("/certificates:add", &es.about(&x)).await;
     assert_eq!(
         (s, error_code(&v)),
         (StatusCode::CONFLICT, "SignerChangeLimitReached"),
@@ -974,7 +910,7 @@ async fn signer_changes_beyond_the_limit_are_refused_until_the_set_is_restated()
         "{v}"
     );
     // Changes that change nothing, and policies, still go through.
-    let (s, v) = a.post("/certificates:remove", &about(&es, &x)).await;
+    let (s, v) = a.post("/certificates:remove", &es.about(&x)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = a.put(&es.policy(&deny())).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -985,7 +921,7 @@ async fn signer_changes_beyond_the_limit_are_refused_until_the_set_is_restated()
     // Restated in the start-up configuration: a new history.
     let b = Replica::new(&allow(), signer_set(&[&es, &x]), &store);
     assert_eq!(b.sync().await, SyncOutcome::Stale);
-    let (s, v) = b.post("/certificates:remove", &about(&es, &x)).await;
+    let (s, v) = b.post("/certificates:remove", &es.about(&x)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(stored(dir.path()).signer_ops.len(), 1);
 }
@@ -1000,7 +936,7 @@ async fn without_a_store_changes_stay_in_memory_as_before() {
     a.assert_allows().await;
     let (s, v) = a.put(&es.policy(&deny())).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = a.post("/certificates:add", &about(&es, &newcomer)).await;
+    let (s, v) = a.post("/certificates:add", &es.about(&newcomer)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // In force on that instance...
     a.assert_denies().await;
@@ -1019,23 +955,19 @@ async fn without_a_store_changes_stay_in_memory_as_before() {
 #[tokio::test]
 async fn the_poll_loop_makes_a_replica_ready_and_applies_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let a = Replica::started(&allow(), PolicySigners::none(), &store).await;
     let b = Replica::new(&allow(), PolicySigners::none(), &store);
-    let poll = tokio::spawn(
-        b.state
-            .clone()
-            .run_runtime_sync(std::time::Duration::from_millis(10)),
-    );
+    let poll = tokio::spawn(b.state.clone().run_runtime_sync(Duration::from_millis(10)));
     let (s, v) = a.put(&deny()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // Within a few polls (bounded: 10 s).
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if b.attest().await.0 == StatusCode::UNAUTHORIZED {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
@@ -1060,8 +992,7 @@ async fn a_write_that_times_out_is_checked_by_reading_the_store() {
     // Not written (yet): 503, not in force here.
     flaky.hang_before.store(true, Ordering::SeqCst);
     let (s, v) = a.put(&allow()).await;
-    let message = unavailable_message(s, &v);
-    assert!(message.contains("write timed out"), "{message}");
+    let message = assert_unavailable(s, &v, "write timed out");
     assert!(
         message.contains("may or may not have been stored"),
         "{message}"
@@ -1083,7 +1014,7 @@ async fn a_write_whose_outcome_is_unknown_is_checked_by_reading_the_store() {
     // A committed write answered 409 (a client's retry of it): x removes itself. Run again on
     // the new state, the change would be refused (x no longer signs): it is not run again.
     flaky.conflict_after_save.store(true, Ordering::SeqCst);
-    let (s, v) = a.post("/certificates:remove", &about(&x, &x)).await;
+    let (s, v) = a.post("/certificates:remove", &x.about(&x)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(a.signers().await, vec![es.cert_der.clone()]);
     assert_eq!(stored(dir.path()).signer_ops.len(), 1);
@@ -1112,7 +1043,7 @@ async fn a_replica_that_cannot_read_the_store_for_too_long_stops_attesting() {
     let unlimited = Replica::with(&allow(), PolicySigners::none(), Some(store), None);
     a.sync().await;
     unlimited.sync().await;
-    let metrics = a.metrics().await;
+    let metrics = metrics(&a.app).await;
     let last: i64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("confcom_attest_runtime_state_last_sync_timestamp_seconds "))
@@ -1185,9 +1116,7 @@ async fn a_token_names_the_policy_that_judged_it() {
     for _ in 0..200 {
         let (s, v) = r.attest().await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let payload = v["token"].as_str().unwrap().split('.').nth(1).unwrap();
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let claims = token_claims(&v);
         let id = claims["x-ms-policy"]["policy-id"]
             .as_str()
             .unwrap()
@@ -1207,21 +1136,14 @@ async fn a_token_names_the_policy_that_judged_it() {
 
 /// `GET path` with the admin token.
 async fn get(app: &axum::Router, path: &str) -> (StatusCode, Value) {
-    call(
-        app,
-        Request::get(format!("{path}?api-version=2022-08-01"))
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    admin_get(app, &format!("{path}?api-version=2022-08-01")).await
 }
 
 #[tokio::test]
 async fn a_change_too_large_for_the_store_is_refused_and_the_store_stays_readable() {
     use attestation::runtime_state::MAX_DOCUMENT_LEN;
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let a = Replica::started(&allow(), signer_set(&[&es]), &store).await;
     let (s, v) = a.put(&es.policy(&deny())).await;
@@ -1261,7 +1183,7 @@ async fn a_change_too_large_for_the_store_is_refused_and_the_store_stays_readabl
     // refused before writing, with a clear message.
     let plain = format!("{}{}", allow(), "\n".repeat(MAX_DOCUMENT_LEN - 64));
     let open = tempfile::tempdir().unwrap();
-    let open_store = dir_store(open.path());
+    let open_store = RuntimeStore::dir(open.path());
     let o = Replica::started(&allow(), PolicySigners::none(), &open_store).await;
     let (s, v) = o.put(&plain).await;
     assert_eq!(
@@ -1305,7 +1227,7 @@ async fn a_started_replica_keeps_its_run_time_state_when_another_configuration_r
 {
     const LIMIT: Duration = Duration::from_millis(300);
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let es = Signer::generate(Algorithm::ES256);
     let old = Replica::with(
         &allow(),
@@ -1337,7 +1259,7 @@ async fn a_started_replica_keeps_its_run_time_state_when_another_configuration_r
     for (path, body) in [
         ("PUT", es.policy(&allow())),
         ("/policies/SgxEnclave:reset", es.sign(&json!({}))),
-        ("/certificates:add", about(&es, &es)),
+        ("/certificates:add", es.about(&es)),
     ] {
         let (s, v) = if path == "PUT" {
             old.put(&body).await
@@ -1376,14 +1298,10 @@ async fn reads_of_the_policy_and_signers_wait_for_a_fresh_store() {
     let store = RuntimeStore::new(Shared(flaky.clone()));
     let es = Signer::generate(Algorithm::ES256);
     let a = Replica::with(&allow(), signer_set(&[&es]), Some(store), Some(LIMIT));
-    let unavailable = |(s, v): (StatusCode, Value)| {
-        unavailable_message(s, &v);
-        v["error"]["message"].as_str().unwrap().to_owned()
-    };
     // Not read yet: the start-up state is not what is in force service-wide.
     for path in ["/policies/SgxEnclave", "/certificates"] {
-        let m = unavailable(get(&a.app, path).await);
-        assert!(m.contains("since start-up"), "{m}");
+        let (s, v) = get(&a.app, path).await;
+        assert_unavailable(s, &v, "since start-up");
     }
     a.sync().await;
     for path in ["/policies/SgxEnclave", "/certificates"] {
@@ -1393,8 +1311,8 @@ async fn reads_of_the_policy_and_signers_wait_for_a_fresh_store() {
     flaky.fail.store(true, Ordering::SeqCst);
     tokio::time::sleep(LIMIT + Duration::from_millis(100)).await;
     for path in ["/policies/SgxEnclave", "/certificates"] {
-        let m = unavailable(get(&a.app, path).await);
-        assert!(m.contains("too long"), "{m}");
+        let (s, v) = get(&a.app, path).await;
+        assert_unavailable(s, &v, "too long");
     }
     assert!(!a.state.probes().is_ready());
     flaky.fail.store(false, Ordering::SeqCst);
@@ -1446,7 +1364,7 @@ async fn a_failed_write_that_may_have_been_stored_does_not_claim_nothing_changed
 async fn a_successful_read_is_not_undone_by_a_concurrent_staleness_check() {
     const LIMIT: Duration = Duration::from_millis(100);
     let dir = tempfile::tempdir().unwrap();
-    let store = dir_store(dir.path());
+    let store = RuntimeStore::dir(dir.path());
     let a = Replica::with(
         &allow(),
         PolicySigners::none(),
@@ -1493,8 +1411,7 @@ async fn a_change_gives_up_after_its_deadline() {
     flaky.always_conflict.store(true, Ordering::SeqCst);
     let before = flaky.saves.load(Ordering::SeqCst);
     let (s, v) = a.put(&deny()).await;
-    let message = unavailable_message(s, &v);
-    assert!(message.contains("did not complete within"), "{message}");
+    let message = assert_unavailable(s, &v, "did not complete within");
     assert!(
         message.contains("may or may not have been stored"),
         "{message}"

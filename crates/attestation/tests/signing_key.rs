@@ -11,12 +11,10 @@ use attestation::runtime_state::RuntimeStore;
 use attestation::token::Reload;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::Value;
-use tower::ServiceExt;
 
 mod common;
-use common::{ADMIN, ISSUER, call, error_code, testdata, verified_token};
+use common::{ADMIN, ISSUER, admin_get, call, error_code, metrics, testdata, verified_token};
 
 fn args(key: &Path) -> ServeArgs {
     ServeArgs {
@@ -46,14 +44,7 @@ async fn rotate(app: &axum::Router) -> (StatusCode, Value) {
 
 /// A token signed by the server's key (`GET /policies/SgxEnclave`'s policy token).
 async fn signed_token(app: &axum::Router) -> Value {
-    let (s, v) = call(
-        app,
-        Request::get("/policies/SgxEnclave")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (s, v) = admin_get(app, "/policies/SgxEnclave").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
 }
@@ -66,16 +57,6 @@ async fn certs_kids(app: &axum::Router) -> Vec<String> {
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn metrics(app: &axum::Router) -> String {
-    let r = app
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let b = r.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(b.to_vec()).unwrap()
 }
 
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -113,6 +113,28 @@ pub async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value)
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
+/// `GET uri` with the admin token.
+pub async fn admin_get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Request::get(uri)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// `GET /metrics`: the text.
+pub async fn metrics(app: &axum::Router) -> String {
+    let r = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
 /// `PUT /policies/SgxEnclave` with the admin token.
 pub async fn put_policy(app: &axum::Router, body: &str) -> (StatusCode, Value) {
     call(
@@ -146,6 +168,13 @@ pub async fn verified_token(app: &axum::Router, response: &Value) -> (jsonwebtok
     (header, claims)
 }
 
+/// The claims of a `{"token": …}` response, read, not verified.
+pub fn token_claims(response: &Value) -> Value {
+    let token = response["token"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
 /// The `error.code` of a JSON error body.
 pub fn error_code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
@@ -154,6 +183,27 @@ pub fn error_code(v: &Value) -> &str {
 /// `{"AttestationPolicy": "<base64url of the policy text>"}`: MAA's policy JWS payload.
 pub fn policy_payload(text: &str) -> Value {
     json!({ "AttestationPolicy": URL_SAFE_NO_PAD.encode(text) })
+}
+
+/// An unsigned (`alg: none`) policy JWS: MAA's unsecured form.
+pub fn unsigned_policy(text: &str) -> String {
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(policy_payload(text).to_string())
+    )
+}
+
+/// MAA's unsigned reset body: a JWS with an empty payload.
+pub fn unsigned_reset() -> String {
+    format!("{}..", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#))
+}
+
+/// `{"policyCertificate": {"kty": "RSA", "x5c": [der]}}`: the payload of a
+/// `POST /certificates:add|remove` body, as Azure's SDKs build it (they write `kty: RSA`
+/// whatever the key).
+pub fn cert_payload(der: &[u8]) -> Value {
+    json!({ "policyCertificate": { "kty": "RSA", "x5c": [STANDARD.encode(der)] } })
 }
 
 /// A policy signing key and its self-signed certificate (rcgen), signing with `jsonwebtoken`.
@@ -206,5 +256,15 @@ impl Signer {
     /// A signed policy `PUT` body.
     pub fn policy(&self, text: &str) -> String {
         self.sign(&policy_payload(text))
+    }
+
+    /// This signer's `POST /certificates:add|remove` body about `cert`.
+    pub fn about(&self, cert: &Signer) -> String {
+        self.about_der(&cert.cert_der)
+    }
+
+    /// This signer's `POST /certificates:add|remove` body about the certificate `der`.
+    pub fn about_der(&self, der: &[u8]) -> String {
+        self.sign(&cert_payload(der))
     }
 }
